@@ -1,0 +1,1 @@
+"""Callbacks shared by every model: plots and files written into the run directory (and W&B)."""

@@ -1,0 +1,163 @@
+"""The one CIFAR-10 DataModule every model shares.
+
+Data is decoded once into uint8 tensors (see ``datamodules.sources``), split deterministically, moved
+as a whole to the device the model trains on, and served by :class:`InMemoryLoader`, which normalises
+and augments whole batches there.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from datamodules.in_memory_loader import InMemoryLoader
+from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, load_cifar10
+
+Preprocessing = Literal["standardize", "mean_image"]
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    """CIFAR-10 from an official archive/batches or an image folder, served from memory.
+
+    Args:
+        data_dir: folder with ``cifar-10-batches-py/``, ``cifar-10-python.tar.gz`` or ``train/<class>/*``.
+        download: fetch the official archive (MD5-verified) when ``data_dir`` holds nothing usable.
+        val_size: images held out of the training set for validation (seeded by ``split_seed``).
+        split_seed: seed of the train/validation split; fixed so checkpoints stay comparable.
+        batch_size: training batch size (per process under DDP).
+        eval_batch_size: batch size for validation, test and predict.
+        preprocessing: ``standardize`` = per-channel mean/std of the training split on 0..1 pixels;
+            ``mean_image`` = the course's: subtract the mean training image, keep 0..255 units.
+        augment: random crop (``crop_padding``) and horizontal flip (``flip``) on training batches.
+        drop_last: drop the last incomplete training batch.
+        shuffle_seed: seed of the per-epoch shuffle; None follows ``seed_everything``.
+        archive_md5: expected MD5 of ``cifar-10-python.tar.gz``; null skips the check.
+        data_on_device: keep the whole data set on the training device (GPU); False keeps it on the CPU.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/cifar10",
+        download: bool = True,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        preprocessing: Preprocessing = "standardize",
+        augment: bool = False,
+        crop_padding: int = 4,
+        flip: bool = True,
+        drop_last: bool = False,
+        shuffle_seed: int | None = None,
+        archive_md5: str | None = OFFICIAL_MD5,
+        data_on_device: bool = True,
+    ):
+        super().__init__()
+        for name, value, low in (("val_size", val_size, 0), ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1), ("crop_padding", crop_padding, 0)):
+            if value < low:
+                raise ValueError(f"--data.{name} must be >= {low}, got {value}")
+        if preprocessing not in ("standardize", "mean_image"):
+            raise ValueError(f"--data.preprocessing must be 'standardize' or 'mean_image', got {preprocessing!r}")
+        self.save_hyperparameters()
+        self.classes = CLASSES
+        self.train_x: Tensor | None = None
+        self.mean: Tensor | None = None
+
+    # ------------------------------------------------------------------ data
+    def prepare_data(self) -> None:
+        # Runs on one process per node: downloads, extracts and builds the cache before ranks read it.
+        load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_x is not None:
+            return
+        raw = load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
+        n = len(raw.train_x)
+        if self.hparams.val_size >= n:
+            raise DataError(f"--data.val_size={self.hparams.val_size} leaves no training images: '{raw.source}' has only {n}.")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        val_idx, train_idx = perm[: self.hparams.val_size].sort().values, perm[self.hparams.val_size :].sort().values
+        x, y = torch.from_numpy(raw.train_x), torch.from_numpy(raw.train_y)
+        self.train_x, self.train_y = x[train_idx], y[train_idx]
+        self.val_x, self.val_y = x[val_idx], y[val_idx]
+        self.test_x = None if raw.test_x is None else torch.from_numpy(raw.test_x)
+        self.test_y = None if raw.test_y is None else torch.from_numpy(raw.test_y)
+        self.source = raw.source
+        self.mean, self.std = self._statistics(self.train_x)
+
+    def _statistics(self, train_x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Normalisation constants from the training split only (never validation or test)."""
+        xf = train_x.to(torch.float64)
+        if self.hparams.preprocessing == "mean_image":
+            return xf.mean(0).float(), None
+        mean = xf.mean((0, 2, 3)) / 255.0
+        std = (xf / 255.0).std((0, 2, 3))
+        # Folded so that normalize(x) = (x - 255*mean) / (255*std) works on raw uint8 values.
+        return (255.0 * mean).float().view(3, 1, 1), (255.0 * std).float().view(3, 1, 1)
+
+    # ------------------------------------------------------------------ loaders
+    def _device(self) -> torch.device:
+        if self.hparams.data_on_device and self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _rank_world(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _shuffle_seed(self) -> int:
+        if self.hparams.shuffle_seed is not None:
+            return self.hparams.shuffle_seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def _loader(self, x: Tensor, y: Tensor, train: bool, with_index: bool = False) -> InMemoryLoader:
+        if self.mean is None:
+            self.setup()
+        device = self._device()
+        rank, world = self._rank_world()
+        return InMemoryLoader(
+            x.to(device),
+            y,
+            batch_size=self.hparams.batch_size if train else self.hparams.eval_batch_size,
+            mean=self.mean,
+            std=self.std,
+            shuffle=train,
+            augment=train and self.hparams.augment,
+            crop_padding=self.hparams.crop_padding,
+            flip=self.hparams.flip,
+            drop_last=train and self.hparams.drop_last,
+            seed=self._shuffle_seed(),
+            rank=rank,
+            world_size=world,
+            with_index=with_index,
+        )
+
+    def train_dataloader(self) -> InMemoryLoader:
+        return self._loader(self.train_x, self.train_y, train=True)
+
+    def val_dataloader(self) -> InMemoryLoader:
+        if self.hparams.val_size == 0:
+            return []  # type: ignore[return-value]  # Lightning skips validation on an empty iterable
+        return self._loader(self.val_x, self.val_y, train=False)
+
+    def test_dataloader(self) -> InMemoryLoader:
+        return self._test_loader(with_index=False)
+
+    def predict_dataloader(self) -> InMemoryLoader:
+        """Predictions are made on the test split; batches carry image indices for the CSV."""
+        return self._test_loader(with_index=True)
+
+    def _test_loader(self, with_index: bool) -> InMemoryLoader:
+        if self.mean is None:
+            self.setup()
+        if self.test_x is None:
+            raise DataError(
+                f"No test split in '{self.hparams.data_dir}': the image folder has no 'test/<class>/' folders. "
+                "Add them (or use the official archive), or evaluate the validation split with `validate`."
+            )
+        return self._loader(self.test_x, self.test_y, train=False, with_index=with_index)

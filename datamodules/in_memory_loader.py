@@ -1,0 +1,123 @@
+"""An iterable of ready-to-train batches cut from tensors that already sit on the training device.
+
+Replaces ``DataLoader`` + ``Dataset`` + worker processes: with CIFAR-10 held as one uint8 tensor, a
+batch is an index gather plus a few tensor ops, so there is nothing for workers to do.
+
+Under DDP each rank takes a disjoint, equally long slice of one permutation that every rank computes
+from the same seed and epoch, so the ranks see disjoint data and take the same number of steps.
+Lightning calls ``sampler.set_epoch`` (as for a ``DistributedSampler``), and the loader's position is
+checkpointed through ``state_dict`` so a run resumed mid-epoch sees exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor
+
+from datamodules.augment import normalize, random_crop, random_flip
+
+
+class EpochSampler:
+    """The indices one rank visits in one epoch; deterministic in (seed, epoch, rank)."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, pad: bool = True):
+        """``pad`` (training) wraps indices so all ranks take equally many steps; evaluation visits each image once."""
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.rank, self.world_size, self.pad = rank, world_size, pad
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if self.pad:
+            return math.ceil(self.n / self.world_size)
+        return len(range(self.rank, self.n, self.world_size))
+
+    def indices(self) -> Tensor:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g)
+        else:
+            order = torch.arange(self.n)
+        if not self.pad:
+            return order[self.rank :: self.world_size]
+        total = len(self) * self.world_size
+        if total > self.n:  # pad by wrapping, like DistributedSampler, so every rank takes as many steps
+            order = torch.cat([order, order[: total - self.n]])
+        return order[self.rank : total : self.world_size]
+
+
+class InMemoryLoader:
+    """Yields ``(images, labels)`` batches: float, normalised, optionally augmented, on ``images.device``.
+
+    With ``with_index`` a third element holds each image's index in ``images`` (for prediction files).
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        mean: Tensor,
+        std: Tensor | None,
+        shuffle: bool = False,
+        augment: bool = False,
+        crop_padding: int = 4,
+        flip: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        with_index: bool = False,
+    ):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be a uint8 NCHW tensor, got {images.dtype} {tuple(images.shape)}")
+        self.images, self.labels = images, labels.to(images.device)
+        self.mean = mean.to(images.device)
+        self.std = None if std is None else std.to(images.device)
+        self.batch_size, self.augment, self.crop_padding, self.flip = batch_size, augment, crop_padding, flip
+        self.drop_last, self.with_index = drop_last, with_index
+        self.sampler = EpochSampler(len(images), shuffle, seed, rank, world_size, pad=shuffle)
+        self.batch_sampler = None  # read by Lightning's DataLoader checks
+        self._start_batch = 0  # set by load_state_dict to resume mid-epoch
+        self._batches_done = 0
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        idx = self.sampler.indices().to(self.images.device)
+        gen = None
+        if self.augment:
+            gen = torch.Generator(device=self.images.device)
+            gen.manual_seed(self.sampler.seed * 7919 + self.sampler.epoch * 104_729 + self.sampler.rank)
+        start, self._start_batch = self._start_batch, 0
+        for b in range(len(self)):
+            sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            if self.augment:
+                # Draw this batch's randomness even when skipping, so a resumed epoch stays identical.
+                x = self._augment(normalize(self.images[sel], self.mean, self.std), gen)
+            elif b >= start:
+                x = normalize(self.images[sel], self.mean, self.std)
+            if b < start:
+                continue
+            self._batches_done = b + 1
+            yield (x, self.labels[sel], sel) if self.with_index else (x, self.labels[sel])
+        self._batches_done = 0
+
+    def _augment(self, x: Tensor, gen: torch.Generator | None) -> Tensor:
+        x = random_crop(x, self.crop_padding, gen)
+        return random_flip(x, gen) if self.flip else x
+
+    # Lightning checkpoints the state of "stateful" iterables and restores it on resume.
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.sampler.epoch, "batches_done": self._batches_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.set_epoch(state["epoch"])
+        self._start_batch = state["batches_done"]

@@ -1,0 +1,302 @@
+"""Turn whatever CIFAR-10 lives in ``data_dir`` into uint8 arrays, once.
+
+Three layouts are accepted, checked in this order:
+
+1. ``cifar-10-batches-py/`` (the official archive, extracted),
+2. ``cifar-10-python.tar.gz`` (verified by MD5, then extracted next to itself),
+3. an image folder ``train/<class>/*.{png,jpg,jpeg}`` with an optional ``test/<class>/*``.
+
+If none is present and downloading is allowed, the official archive is fetched through torchvision
+and verified. Decoded arrays are cached as an ``.npz`` keyed by a fingerprint of the source, so a
+second run starts in about a second instead of decoding 60,000 images again.
+
+Every failure raises :class:`DataError` with one paragraph that names the path and what was expected,
+because a bare traceback from deep inside pickle or PIL tells a researcher nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CLASSES: tuple[str, ...] = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+BATCHES_DIR = "cifar-10-batches-py"
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CACHE_VERSION = 1
+
+
+class DataError(RuntimeError):
+    """Raised for any data problem a user can fix; the message says what and where."""
+
+
+@dataclass
+class RawCIFAR10:
+    """Decoded images as uint8 NCHW arrays; ``test_x`` is None when the source has no test split."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray | None
+    test_y: np.ndarray | None
+    source: str
+
+
+def load_cifar10(
+    data_dir: str | os.PathLike,
+    download: bool = True,
+    archive_md5: str | None = OFFICIAL_MD5,
+    use_cache: bool = True,
+) -> RawCIFAR10:
+    """Load CIFAR-10 from ``data_dir`` (see module docstring for the accepted layouts)."""
+    root = Path(data_dir).expanduser()
+    kind, fingerprint = _detect_source(root, download, archive_md5)
+    cache = root / f".cifar10_cache_{fingerprint}.npz"
+    if use_cache and cache.is_file():
+        try:
+            return _read_cache(cache)
+        except Exception:  # a half-written or foreign cache is rebuilt, never trusted
+            cache.unlink(missing_ok=True)
+    if kind == "batches":
+        raw = _read_batches(root / BATCHES_DIR)
+    else:
+        raw = _read_image_folder(root)
+    if use_cache:
+        _write_cache(cache, raw)
+    return raw
+
+
+# --------------------------------------------------------------------------- source detection
+
+
+def _detect_source(root: Path, download: bool, archive_md5: str | None) -> tuple[str, str]:
+    """Return (kind, fingerprint); extracts or downloads the official archive when needed."""
+    batches = root / BATCHES_DIR
+    if batches.is_dir():
+        return "batches", _fingerprint_files(sorted(p for p in batches.iterdir() if p.is_file()), root)
+    archive = root / ARCHIVE_NAME
+    if archive.is_file():
+        _verify_md5(archive, archive_md5)
+        _extract(archive, root)
+        return _detect_source(root, download=False, archive_md5=archive_md5)
+    if (root / "train").is_dir():
+        files = _image_folder_files(root)
+        return "folder", _fingerprint_files(files, root)
+    if not download:
+        raise DataError(
+            f"No CIFAR-10 data found in '{root}'. Expected one of: '{root / BATCHES_DIR}/' (the official "
+            f"batches), '{archive}' (the official archive), or an image folder '{root / 'train'}/<class>/*.png|jpg' "
+            "with the ten CIFAR-10 class folders. Put the data there, or pass --data.download true to fetch the "
+            "official archive."
+        )
+    _download(root, archive_md5)
+    return _detect_source(root, download=False, archive_md5=archive_md5)
+
+
+def _download(root: Path, archive_md5: str | None) -> None:
+    from torchvision.datasets.utils import download_url
+
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url(OFFICIAL_URL, str(root), filename=ARCHIVE_NAME, md5=None)
+    except Exception as exc:  # URLError, socket timeouts, SSL errors: all mean "no data"
+        (root / ARCHIVE_NAME).unlink(missing_ok=True)
+        raise DataError(
+            f"Could not download CIFAR-10 from {OFFICIAL_URL} into '{root}' ({type(exc).__name__}: {exc}). "
+            f"Without network access, copy '{ARCHIVE_NAME}' (or an image folder train/<class>/*.png) into "
+            f"'{root}' and run again with --data.download false."
+        ) from exc
+    try:
+        _verify_md5(root / ARCHIVE_NAME, archive_md5)
+    except DataError:
+        (root / ARCHIVE_NAME).unlink(missing_ok=True)
+        raise
+
+
+def _verify_md5(path: Path, expected: str | None) -> None:
+    if expected is None:
+        return
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected.lower():
+        raise DataError(
+            f"Checksum mismatch for '{path}': MD5 is {digest.hexdigest()}, expected {expected}. The archive is "
+            "truncated, corrupted or not the official CIFAR-10 release. Delete it and download it again "
+            "(or pass --data.archive_md5 null only if you deliberately use a modified archive)."
+        )
+
+
+def _extract(archive: Path, root: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(root, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DataError(f"Could not extract '{archive}' ({exc}); the archive is damaged. Delete it and fetch it again.") from exc
+    if not (root / BATCHES_DIR).is_dir():
+        raise DataError(f"'{archive}' does not contain '{BATCHES_DIR}/'; it is not the CIFAR-10 python archive.")
+
+
+def _fingerprint_files(files: list[Path], root: Path) -> str:
+    """Cheap identity of a source: names, sizes and mtimes (not contents), plus the cache format version."""
+    h = hashlib.sha1(f"v{CACHE_VERSION}".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- official batches
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """The official batches are pickles; refuse anything but the numpy types they contain."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise DataError(f"Missing '{path}'. '{path.parent}' must hold data_batch_1..5 and test_batch.")
+    try:
+        with open(path, "rb") as fh:
+            d = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+        data = np.asarray(d[b"data"], dtype=np.uint8)
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except Exception as exc:
+        raise DataError(f"'{path}' is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}).") from exc
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise DataError(f"'{path}' has data of shape {data.shape} and {len(labels)} labels; expected (N, 3072) and N.")
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(CLASSES):
+        raise DataError(f"'{path}' has labels outside 0..9.")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _read_batches(folder: Path) -> RawCIFAR10:
+    parts = [_read_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = _read_batch(folder / "test_batch")
+    return RawCIFAR10(
+        train_x=np.concatenate([p[0] for p in parts]),
+        train_y=np.concatenate([p[1] for p in parts]),
+        test_x=test_x,
+        test_y=test_y,
+        source=str(folder),
+    )
+
+
+# --------------------------------------------------------------------------- image folder
+
+
+def _image_folder_files(root: Path) -> list[Path]:
+    files: list[Path] = []
+    for split in ("train", "test"):
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        present = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+        missing = [c for c in CLASSES if c not in present]
+        extra = [c for c in present if c not in CLASSES]
+        if missing or extra:
+            raise DataError(
+                f"Image folder '{split_dir}' must have exactly the ten CIFAR-10 class folders {list(CLASSES)}; "
+                f"missing: {missing or 'none'}, unexpected: {extra or 'none'}."
+            )
+        for c in CLASSES:
+            imgs = sorted(p for p in (split_dir / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not imgs:
+                raise DataError(f"Class folder '{split_dir / c}' holds no .png/.jpg images.")
+            files.extend(imgs)
+    return files
+
+
+def _decode_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image, UnidentifiedImageError
+    from tqdm.auto import tqdm
+
+    paths = [(p, y) for y, c in enumerate(CLASSES) for p in sorted((split_dir / c).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+    out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
+    labels = np.empty(len(paths), dtype=np.int64)
+    for i, (path, y) in enumerate(tqdm(paths, desc=f"decoding {split_dir}", unit="img", mininterval=1.0)):
+        try:
+            with Image.open(path) as im:
+                if im.size != (32, 32):
+                    raise DataError(f"Image '{path}' is {im.size[0]}x{im.size[1]}; CIFAR-10 images must be 32x32.")
+                out[i] = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise DataError(f"Cannot read image '{path}' ({type(exc).__name__}: {exc}); delete or replace it.") from exc
+        labels[i] = y
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), labels
+
+
+def _read_image_folder(root: Path) -> RawCIFAR10:
+    train_x, train_y = _decode_split(root / "train")
+    test_x = test_y = None
+    if (root / "test").is_dir():
+        test_x, test_y = _decode_split(root / "test")
+    return RawCIFAR10(train_x, train_y, test_x, test_y, source=str(root))
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _read_cache(path: Path) -> RawCIFAR10:
+    with np.load(path, allow_pickle=False) as z:
+        has_test = bool(z["has_test"])
+        return RawCIFAR10(
+            train_x=z["train_x"],
+            train_y=z["train_y"],
+            test_x=z["test_x"] if has_test else None,
+            test_y=z["test_y"] if has_test else None,
+            source=str(z["source"]),
+        )
+
+
+def _write_cache(path: Path, raw: RawCIFAR10) -> None:
+    """Atomic write; a read-only data_dir just means no cache, not a failed run."""
+    empty_x, empty_y = np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, np.int64)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            train_x=raw.train_x,
+            train_y=raw.train_y,
+            test_x=raw.test_x if raw.test_x is not None else empty_x,
+            test_y=raw.test_y if raw.test_y is not None else empty_y,
+            has_test=np.array(raw.test_x is not None),
+            source=np.array(raw.source),
+        )
+        tmp.write_bytes(buf.getbuffer())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)

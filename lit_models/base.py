@@ -1,0 +1,133 @@
+"""Shared classification LightningModule: loss, accuracy, logging and optimiser wiring.
+
+Subclasses only build ``self.net`` (a plain ``nn.Module`` from ``lit_models.components``). Optimiser and
+LR scheduler are injected as callables, so YAML/CLI pick them with ``class_path``/``init_args``
+(``--model.optimizer torch.optim.AdamW --model.optimizer.lr 1e-3``) and checkpoints record the choice.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def _sgd(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=0.01)
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy classifier; logs ``train/loss`` (every step), ``val/loss``, ``val/acc``, ``test/*``."""
+
+    net: nn.Module
+
+    def __init__(
+        self,
+        optimizer: OptimizerCallable = _sgd,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: Literal["step", "epoch"] = "step",
+        num_classes: int = 10,
+        label_smoothing: float = 0.0,
+        no_weight_decay_on_norm_and_bias: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        for key in ("optimizer", "scheduler"):
+            # Under the CLI these are class_path/init_args dicts; a live callable (plain Python use) would
+            # pickle code into the checkpoint and break weights_only loading, so it is not recorded.
+            if callable(self.hparams.get(key)):
+                self.hparams.pop(key)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval = scheduler_interval
+        self.num_classes = num_classes
+        self.no_weight_decay_on_norm_and_bias = no_weight_decay_on_norm_and_bias
+        self.channels_last, self.compile_net = channels_last, compile
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.__dict__.get("_compiled_net", self.net)(x)
+
+    def configure_model(self) -> None:
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if self.compile_net and "_compiled_net" not in self.__dict__:
+            # Kept out of the module tree so checkpoints hold plain ``net.*`` keys, loadable without compile.
+            self.__dict__["_compiled_net"] = torch.compile(self.net)
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        metric(logits, y)
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True)
+        self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
+        return logits
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return torch.softmax(self(batch[0]).float(), dim=1)
+
+    # ------------------------------------------------------------------ optimisation
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """One group, or two when norms and biases are exempt from weight decay (modern CNN recipes)."""
+        if not self.no_weight_decay_on_norm_and_bias:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        decay, no_decay = [], []
+        for module in self.modules():
+            is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or "Norm" in type(module).__name__
+            for name, p in module.named_parameters(recurse=False):
+                if p.requires_grad:
+                    (no_decay if is_norm or name.endswith("bias") else decay).append(p)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameter_groups())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self._build_scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
+
+    def _build_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        """Fill ``total_steps`` (OneCycleLR, WarmupCosineLR) from the trainer when the config leaves it unset."""
+        factory = self.scheduler_factory
+        target = factory.args[1] if isinstance(factory, functools.partial) and len(factory.args) > 1 else factory
+        kwargs: dict[str, Any] = {}
+        try:
+            params = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            params = {}
+        given = factory.keywords if isinstance(factory, functools.partial) else {}
+        if "total_steps" in params and given.get("total_steps") is None:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        return factory(optimizer, **kwargs)

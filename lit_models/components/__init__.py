@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` networks (and the NumPy reference MLP), usable without Lightning."""

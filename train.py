@@ -1,0 +1,191 @@
+"""Entry point: ``python train.py {fit,validate,test,predict} [--config X.yaml] [--trainer.* --model.* --data.*]``.
+
+A LightningCLI with three additions a researcher would otherwise script by hand:
+
+* every run gets its own directory ``runs/<run_name>/version_<k>/`` holding ``config.yaml``, ``checkpoints/``
+  (``best.ckpt`` by ``val/acc`` and ``last.ckpt``) and the logger's files; nothing is overwritten;
+* W&B is the default logger and runs offline unless ``WANDB_API_KEY`` is set, so nothing waits on a
+  network; the ``wandb sync`` command is printed at the end;
+* ``validate``/``test``/``predict --ckpt_path X`` with nothing else rebuild the model *and* data
+  settings (preprocessing, split seed, ...) from the checkpoint; later flags still override them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+import lit_models  # noqa: F401  - registers every model for `--model NAME`
+from callbacks.prediction_writer import PredictionCSVWriter
+from datamodules import CIFAR10DataModule
+from lit_models import ClassifierModule
+
+RUN_DIR_ENV = "CIFAR_RUN_DIR"  # lets DDP worker processes (which re-run this script) join rank 0's run directory
+EVAL_SUBCOMMANDS = ("validate", "test", "predict")
+
+
+def next_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """``runs_dir/name/version_<k>`` with k one past the highest existing version; created atomically."""
+    base = Path(runs_dir) / name
+    base.mkdir(parents=True, exist_ok=True)
+    while True:
+        versions = [int(m.group(1)) for p in base.iterdir() if (m := re.fullmatch(r"version_(\d+)", p.name))]
+        candidate = base / f"version_{max(versions, default=-1) + 1}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:  # another run took it between listing and mkdir
+            continue
+
+
+class CIFARCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--run_name", type=str | None, default=None, help="Run directory name (default: config file stem or model class).")
+        parser.add_argument("--runs_dir", type=str, default="runs", help="Where run directories are created.")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+                "trainer.log_every_n_steps": 1,
+            }
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        """Disabled: ``inject_checkpoint_config`` restores model *and* data settings and lets flags override."""
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        run_dir = self._run_dir(cfg)
+        cfg.trainer.default_root_dir = str(run_dir)
+        cfg.checkpoint.dirpath = str(run_dir / "checkpoints")
+        cfg.trainer.logger = self._logger_config(cfg.trainer.logger, run_dir, cfg)
+        self.run_dir = run_dir
+
+    def _run_dir(self, cfg: Namespace) -> Path:
+        if "LOCAL_RANK" in os.environ and os.environ.get(RUN_DIR_ENV):
+            return Path(os.environ[RUN_DIR_ENV])
+        name = cfg.run_name or self._default_run_name(cfg)
+        if self.subcommand in EVAL_SUBCOMMANDS:
+            name = f"{name}-{self.subcommand}"
+        run_dir = next_run_dir(cfg.runs_dir, name)
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        return run_dir
+
+    @staticmethod
+    def _default_run_name(cfg: Namespace) -> str:
+        configs = cfg.get("config") or []
+        if configs:
+            return Path(str(configs[-1])).stem
+        class_path = cfg.model.class_path if isinstance(cfg.model, Namespace) and "class_path" in cfg.model else "model"
+        return class_path.rsplit(".", 1)[-1].lower()
+
+    @staticmethod
+    def _logger_config(logger: Any, run_dir: Path, cfg: Namespace) -> Any:
+        """Default: offline-unless-keyed W&B in the run directory; any logger without a save_dir gets the run dir."""
+        if logger is False:
+            return False
+        if logger is None or logger is True:
+            offline = not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled")
+            return Namespace(
+                class_path="lightning.pytorch.loggers.WandbLogger",
+                init_args=Namespace(save_dir=str(run_dir), project="cifar10", name=f"{run_dir.parent.name}/{run_dir.name}", offline=offline),
+            )
+        for one in logger if isinstance(logger, list) else [logger]:
+            init = one.get("init_args") if isinstance(one, Namespace) else None
+            if init is not None and init.get("save_dir") in (None, ".", ""):
+                init.save_dir = str(run_dir)
+            if init is not None and one.class_path.endswith(("CSVLogger", "TensorBoardLogger")):
+                init.name, init.version = "", ""  # logs straight into the run directory
+        return logger
+
+    def after_instantiate_classes(self) -> None:
+        if self.subcommand == "predict":
+            self.trainer.callbacks.append(PredictionCSVWriter(self.run_dir / "predictions.csv", self.datamodule.classes))
+
+
+class RunDirConfigSaver(SaveConfigCallback):
+    """Writes ``config.yaml`` into the run directory before anything else, so even a crashed run leaves it."""
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:  # noqa: ARG002
+        if trainer.is_global_zero:
+            path = Path(trainer.default_root_dir) / "config.yaml"
+            self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
+
+
+def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
+    """Model and data ``class_path``/``init_args`` recorded in a checkpoint, as a CLI config dict."""
+    import torch
+
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        sys.exit(f"error: --ckpt_path '{ckpt_path}' is not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        sys.exit(f"error: --ckpt_path '{ckpt_path}' holds no Lightning checkpoint (no 'state_dict').")
+    config: dict[str, Any] = {}
+    for key, section in (("hyper_parameters", "model"), ("datamodule_hyper_parameters", "data")):
+        hp = dict(ckpt.get(key) or {})
+        hp.pop("_instantiator", None)
+        class_path = hp.pop("_class_path", None)
+        if section == "model" and class_path:
+            config[section] = {"class_path": class_path, "init_args": hp}
+        elif hp:
+            config[section] = hp
+    return config
+
+
+def inject_checkpoint_config(argv: list[str]) -> list[str]:
+    """For eval subcommands given ``--ckpt_path``, prepend the checkpoint's config so later flags override it."""
+    if not argv or argv[0] not in EVAL_SUBCOMMANDS:
+        return argv
+    ckpt = None
+    for i, arg in enumerate(argv):
+        if arg == "--ckpt_path" and i + 1 < len(argv):
+            ckpt = argv[i + 1]
+        elif arg.startswith("--ckpt_path="):
+            ckpt = arg.split("=", 1)[1]
+    if not ckpt or ckpt in ("best", "last") or not Path(ckpt).is_file():
+        if ckpt and ckpt not in ("best", "last"):
+            sys.exit(f"error: --ckpt_path '{ckpt}' does not exist.")
+        return argv
+    config = checkpoint_config(ckpt)
+    if not config:
+        return argv
+    fd, path = tempfile.mkstemp(prefix="ckpt_config_", suffix=".yaml")
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(config, fh)
+    return [argv[0], "--config", path, *argv[1:]]
+
+
+def main(argv: list[str] | None = None) -> CIFARCLI:
+    # sys.argv stays untouched: DDP worker processes re-run this script with it.
+    warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+    argv = inject_checkpoint_config(list(sys.argv[1:] if argv is None else argv))
+    cli = CIFARCLI(
+        ClassifierModule,
+        CIFAR10DataModule,
+        subclass_mode_model=True,
+        save_config_callback=RunDirConfigSaver,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+        args=argv,
+    )
+    return cli
+
+
+if __name__ == "__main__":
+    main()
