@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import lit_models  # noqa: F401  - registers every model for `--model NAME`
 from callbacks.prediction_writer import PredictionCSVWriter
@@ -117,15 +117,6 @@ class CIFARCLI(LightningCLI):
             self.trainer.callbacks.append(PredictionCSVWriter(self.run_dir / "predictions.csv", self.datamodule.classes))
 
 
-class RunDirConfigSaver(SaveConfigCallback):
-    """Writes ``config.yaml`` into the run directory before anything else, so even a crashed run leaves it."""
-
-    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:  # noqa: ARG002
-        if trainer.is_global_zero:
-            path = Path(trainer.default_root_dir) / "config.yaml"
-            self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
-
-
 def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
     """Model and data ``class_path``/``init_args`` recorded in a checkpoint, as a CLI config dict."""
     import torch
@@ -165,21 +156,35 @@ def inject_checkpoint_config(argv: list[str]) -> list[str]:
     config = checkpoint_config(ckpt)
     if not config:
         return argv
+    path = Path(ckpt).resolve()
+    # runs/<name>/version_k/checkpoints/x.ckpt -> evaluation runs land in runs/<name>-<subcommand>/
+    config["run_name"] = path.parents[2].name if path.parent.name == "checkpoints" and len(path.parents) > 2 else path.stem
     fd, path = tempfile.mkstemp(prefix="ckpt_config_", suffix=".yaml")
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(config, fh)
     return [argv[0], "--config", path, *argv[1:]]
 
 
+def default_logger_save_dir(argv: list[str]) -> list[str]:
+    """``--trainer.logger CSVLogger`` alone would fail on its required ``save_dir``; supply a placeholder
+    that ``CIFARCLI._logger_config`` replaces with the run directory."""
+    out = list(argv)
+    if any(a.startswith("--trainer.logger.save_dir") or a.startswith("--trainer.logger.init_args.save_dir") for a in out):
+        return out
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--trainer.logger" and out[i + 1].rsplit(".", 1)[-1] in ("CSVLogger", "TensorBoardLogger"):
+            return [*out[: i + 2], "--trainer.logger.save_dir", ".", *out[i + 2 :]]
+    return out
+
+
 def main(argv: list[str] | None = None) -> CIFARCLI:
     # sys.argv stays untouched: DDP worker processes re-run this script with it.
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
-    argv = inject_checkpoint_config(list(sys.argv[1:] if argv is None else argv))
+    argv = default_logger_save_dir(inject_checkpoint_config(list(sys.argv[1:] if argv is None else argv)))
     cli = CIFARCLI(
         ClassifierModule,
         CIFAR10DataModule,
         subclass_mode_model=True,
-        save_config_callback=RunDirConfigSaver,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
         args=argv,
