@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import lit_models  # noqa: F401  - registers every model for `--model NAME`
+from callbacks.last_checkpoint import LastCheckpoint
 from callbacks.prediction_writer import PredictionCSVWriter
 from datamodules import CIFAR10DataModule
 from lit_models import ClassifierModule
@@ -53,12 +54,13 @@ class CIFARCLI(LightningCLI):
         parser.add_argument("--run_name", type=str | None, default=None, help="Run directory name (default: config file stem or model class).")
         parser.add_argument("--runs_dir", type=str, default="runs", help="Where run directories are created.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
                 "checkpoint.filename": "best",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # LastCheckpoint keeps last.ckpt current
                 "checkpoint.auto_insert_metric_name": False,
                 "trainer.log_every_n_steps": 1,
             }
@@ -71,7 +73,7 @@ class CIFARCLI(LightningCLI):
         cfg = self.config[self.subcommand]
         run_dir = self._run_dir(cfg)
         cfg.trainer.default_root_dir = str(run_dir)
-        cfg.checkpoint.dirpath = str(run_dir / "checkpoints")
+        cfg.checkpoint.dirpath = cfg.last_checkpoint.dirpath = str(run_dir / "checkpoints")
         cfg.trainer.logger = self._logger_config(cfg.trainer.logger, run_dir, cfg)
         self.run_dir = run_dir
 

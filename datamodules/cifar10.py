@@ -138,7 +138,14 @@ class CIFAR10DataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> InMemoryLoader:
-        return self._loader(self.train_x, self.train_y, train=True)
+        loader = self._loader(self.train_x, self.train_y, train=True)
+        if self.trainer is not None and self.trainer.fit_loop.restarting:
+            # Resumed from a mid-epoch checkpoint: Lightning has restored how many batches of this epoch
+            # were trained on; continue with the next one instead of replaying the epoch.
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if 0 < done < len(loader):
+                loader.start_batch = done
+        return loader
 
     def val_dataloader(self) -> InMemoryLoader:
         if self.hparams.val_size == 0:

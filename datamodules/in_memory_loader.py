@@ -5,14 +5,15 @@ batch is an index gather plus a few tensor ops, so there is nothing for workers 
 
 Under DDP each rank takes a disjoint, equally long slice of one permutation that every rank computes
 from the same seed and epoch, so the ranks see disjoint data and take the same number of steps.
-Lightning calls ``sampler.set_epoch`` (as for a ``DistributedSampler``), and the loader's position is
-checkpointed through ``state_dict`` so a run resumed mid-epoch sees exactly the batches it would have.
+Lightning calls ``sampler.set_epoch`` (as for a ``DistributedSampler``). Augmentation randomness is
+seeded per (seed, epoch, rank, batch), so ``start_batch`` can resume an epoch mid-way and produce
+exactly the batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -83,41 +84,22 @@ class InMemoryLoader:
         self.drop_last, self.with_index = drop_last, with_index
         self.sampler = EpochSampler(len(images), shuffle, seed, rank, world_size, pad=shuffle)
         self.batch_sampler = None  # read by Lightning's DataLoader checks
-        self._start_batch = 0  # set by load_state_dict to resume mid-epoch
-        self._batches_done = 0
+        self.start_batch = 0  # resume point within the next epoch; consumed by the next __iter__
 
     def __len__(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         idx = self.sampler.indices().to(self.images.device)
-        gen = None
-        if self.augment:
-            gen = torch.Generator(device=self.images.device)
-            gen.manual_seed(self.sampler.seed * 7919 + self.sampler.epoch * 104_729 + self.sampler.rank)
-        start, self._start_batch = self._start_batch, 0
-        for b in range(len(self)):
+        gen = torch.Generator(device=self.images.device) if self.augment else None
+        start, self.start_batch = self.start_batch, 0
+        for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
-            if self.augment:
-                # Draw this batch's randomness even when skipping, so a resumed epoch stays identical.
-                x = self._augment(normalize(self.images[sel], self.mean, self.std), gen)
-            elif b >= start:
-                x = normalize(self.images[sel], self.mean, self.std)
-            if b < start:
-                continue
-            self._batches_done = b + 1
+            x = normalize(self.images[sel], self.mean, self.std)
+            if gen is not None:
+                s = self.sampler
+                gen.manual_seed(((s.seed * 1_000_003 + s.epoch) * 1_009 + s.rank) * 100_003 + b)
+                x = random_crop(x, self.crop_padding, gen)
+                x = random_flip(x, gen) if self.flip else x
             yield (x, self.labels[sel], sel) if self.with_index else (x, self.labels[sel])
-        self._batches_done = 0
-
-    def _augment(self, x: Tensor, gen: torch.Generator | None) -> Tensor:
-        x = random_crop(x, self.crop_padding, gen)
-        return random_flip(x, gen) if self.flip else x
-
-    # Lightning checkpoints the state of "stateful" iterables and restores it on resume.
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.sampler.epoch, "batches_done": self._batches_done}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.set_epoch(state["epoch"])
-        self._start_batch = state["batches_done"]

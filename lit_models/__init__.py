@@ -6,5 +6,8 @@ import it below so ``--model NAME`` finds it.
 
 from lit_models.base import ClassifierModule
 from lit_models.mlp import MLPClassifier
+from lit_models.numpy_mlp import NumpyMLPClassifier
+from lit_models.vgg import VGGClassifier
+from lit_models.wn_mlp import WeightNormMLPClassifier
 
-__all__ = ["ClassifierModule", "MLPClassifier"]
+__all__ = ["ClassifierModule", "MLPClassifier", "NumpyMLPClassifier", "VGGClassifier", "WeightNormMLPClassifier"]

@@ -6,16 +6,18 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lit_models.components.batchnorm import make_norm
+
 
 class MLP(nn.Module):
-    """``in -> [Linear -> ReLU -> Dropout]* -> Linear``; the course net is ``hidden_sizes=[100]``."""
+    """``in -> [Linear -> norm -> ReLU -> Dropout]* -> Linear``; the course net is ``hidden_sizes=[100]``."""
 
-    def __init__(self, in_features: int = 3 * 32 * 32, hidden_sizes: Sequence[int] = (100,), num_classes: int = 10, dropout: float = 0.0):
+    def __init__(self, in_features: int = 3 * 32 * 32, hidden_sizes: Sequence[int] = (100,), num_classes: int = 10, dropout: float = 0.0, norm: str = "none"):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for h in hidden_sizes:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), make_norm(norm, h, dims=1), nn.ReLU()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = h

@@ -1,0 +1,90 @@
+"""Every model: fast_dev_run through train.py, fit -> test from checkpoint, parameter counts, norms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import lit_models
+from lit_models.components.vgg import MiniVGG
+from lit_models.components.wn_mlp import WeightNormMLP
+from tests.cli_helpers import ROOT, only_run_dir, run_cli
+
+TINY = {
+    # config file, overrides that make the model small enough for CPU tests
+    "mlp": ("configs/mlp.yaml", ["--model.hidden_sizes", "[16]"]),
+    "wn_mlp": ("configs/wn_mlp.yaml", ["--model.hidden_sizes", "[32,16,16]"]),
+    "vgg_course": ("configs/vgg_course.yaml", ["--model.layout", "[8,M,16,M,M,M,M]"]),
+    "vgg": ("configs/vgg.yaml", ["--model.layout", "[8,M,16,M,M,M,M]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false"]),
+    "numpy_mlp": ("configs/numpy_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
+}
+
+
+def _args(name: str, data_dir: Path, runs: Path, *extra: str) -> list[str]:
+    config, overrides = TINY[name]
+    return [
+        "fit", "--config", str(ROOT / config), *overrides,
+        "--data.data_dir", str(data_dir), "--data.download", "false", "--data.val_size", "30", "--data.batch_size", "20",
+        "--runs_dir", str(runs), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", *extra,
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_fast_dev_run(name: str, batches_dir: Path, tmp_path: Path) -> None:
+    cli = run_cli(*_args(name, batches_dir, tmp_path / "runs", "--trainer.fast_dev_run", "true"))
+    assert cli.trainer.global_step == 1
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_fit_then_test_from_checkpoint(name: str, batches_dir: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    cli = run_cli(*_args(name, batches_dir, runs, "--trainer.max_steps", "8", "--trainer.val_check_interval", "4", "--trainer.max_epochs", "2"))
+    ckpt = only_run_dir(runs) / "checkpoints" / "last.ckpt"
+    trained = {k: v.clone() for k, v in cli.model.state_dict().items()}
+    ev = run_cli("validate", "--ckpt_path", ckpt, "--data.data_dir", batches_dir, "--runs_dir", runs, "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.precision", "32")
+    assert type(ev.model) is type(cli.model)
+    for k, v in ev.model.state_dict().items():
+        assert torch.equal(v.cpu(), trained[k].cpu()), f"{k} not restored"
+    assert float(ev.trainer.callback_metrics["val/acc"]) == float(cli.trainer.callback_metrics["val/acc"])
+    te = run_cli("test", "--ckpt_path", ckpt, "--data.data_dir", batches_dir, "--runs_dir", runs, "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.precision", "32")
+    assert 0.0 <= float(te.trainer.callback_metrics["test/acc"]) <= 1.0
+
+
+def test_numpy_training_changes_the_shared_weights(batches_dir: Path, tmp_path: Path) -> None:
+    cli = run_cli(*_args("numpy_mlp", batches_dir, tmp_path / "runs", "--trainer.max_steps", "5"))
+    net = cli.model.net
+    assert cli.trainer.global_step == 5, "NumpySGD steps must count as optimizer steps"
+    assert net.linear0_weight.data_ptr() == net.numpy_net.linears[0].params["weight"].ctypes.data
+    assert net.linear1_bias.abs().sum() > 0, "SGD must have moved the zero-initialised bias"
+
+
+def test_parameter_counts() -> None:
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(lit_models.MLPClassifier().net) == 3072 * 100 + 100 + 100 * 10 + 10
+    widths = [3072, 2000, 1000, *[200] * 7, 10]
+    linear = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    assert count(WeightNormMLP()) == linear + sum(widths[1:]), "weight norm adds one magnitude per output unit"
+    convs = [(3, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512), (512, 512)]
+    assert count(MiniVGG()) == sum(9 * a * b + 2 * b for a, b in convs) + 512 * 10 + 10
+
+
+def test_wn_mlp_structure() -> None:
+    net = WeightNormMLP()
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [2000, 1000, *[200] * 7, 10]
+    assert all(hasattr(m.parametrizations, "weight") for m in linears), "every Linear is weight-normalised"
+    kinds = [type(m).__name__ for m in net.layers]
+    assert kinds.count("Dropout") == 5 and kinds.index("Dropout") == 1
+    drop_positions = [i for i, k in enumerate(kinds) if k == "Dropout"]
+    assert all(kinds[i + 1] == "ParametrizedLinear" for i in drop_positions), "dropout sits on layer inputs"
+
+
+@pytest.mark.parametrize("norm", ["torch", "custom", "none"])
+def test_vgg_shapes_and_norm_choice(norm: str) -> None:
+    net = MiniVGG(norm=norm)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    names = {type(m).__name__ for m in net.modules()}
+    assert ("BatchNorm2d" in names) == (norm != "none")
