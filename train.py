@@ -26,13 +26,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import lit_models  # noqa: F401  - registers every model for `--model NAME`
+from callbacks.divergence import DivergenceError, DivergenceGuard
 from callbacks.last_checkpoint import LastCheckpoint
+from callbacks.learning_curves import LearningCurves
+from callbacks.lr_schedule import LRScheduleMonitor
+from callbacks.per_class import PerClassAccuracy
 from callbacks.prediction_writer import PredictionCSVWriter
-from datamodules import CIFAR10DataModule
+from datamodules import CIFAR10DataModule, DataError
 from lit_models import ClassifierModule
 
 RUN_DIR_ENV = "CIFAR_RUN_DIR"  # lets DDP worker processes (which re-run this script) join rank 0's run directory
 EVAL_SUBCOMMANDS = ("validate", "test", "predict")
+DIVERGED_EXIT_CODE = 3  # lets scripts (the LR sweep) tell a diverged run from a crashed one
 
 
 def next_run_dir(runs_dir: str | Path, name: str) -> Path:
@@ -55,6 +60,11 @@ class CIFARCLI(LightningCLI):
         parser.add_argument("--runs_dir", type=str, default="runs", help="Where run directories are created.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        # Always-on outputs (cheap: no per-step host sync); each writes into the run directory.
+        parser.add_lightning_class_args(LRScheduleMonitor, "lr_schedule")
+        parser.add_lightning_class_args(LearningCurves, "learning_curves")
+        parser.add_lightning_class_args(PerClassAccuracy, "per_class")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -70,6 +80,8 @@ class CIFARCLI(LightningCLI):
         """Disabled: ``inject_checkpoint_config`` restores model *and* data settings and lets flags override."""
 
     def before_instantiate_classes(self) -> None:
+        if self.subcommand is None:  # run=False (scripts that only need the configured objects)
+            return
         cfg = self.config[self.subcommand]
         run_dir = self._run_dir(cfg)
         cfg.trainer.default_root_dir = str(run_dir)
@@ -115,7 +127,7 @@ class CIFARCLI(LightningCLI):
         return logger
 
     def after_instantiate_classes(self) -> None:
-        if self.subcommand == "predict":
+        if self.subcommand == "predict":  # noqa: SIM102
             self.trainer.callbacks.append(PredictionCSVWriter(self.run_dir / "predictions.csv", self.datamodule.classes))
 
 
@@ -183,15 +195,20 @@ def main(argv: list[str] | None = None) -> CIFARCLI:
     # sys.argv stays untouched: DDP worker processes re-run this script with it.
     warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
     argv = default_logger_save_dir(inject_checkpoint_config(list(sys.argv[1:] if argv is None else argv)))
-    cli = CIFARCLI(
-        ClassifierModule,
-        CIFAR10DataModule,
-        subclass_mode_model=True,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        args=argv,
-    )
-    return cli
+    try:
+        return CIFARCLI(
+            ClassifierModule,
+            CIFAR10DataModule,
+            subclass_mode_model=True,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=argv,
+        )
+    except (DivergenceError, DataError) as exc:
+        if __name__ != "__main__":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(DIVERGED_EXIT_CODE if isinstance(exc, DivergenceError) else 2)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,10 @@ class ClassifierModule(L.LightningModule):
         scheduler = self._build_scheduler(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
+    def total_training_steps(self) -> int:
+        """Optimizer steps the whole fit will take; ``scripts/plot_lr_schedule.py`` overrides it (no Trainer there)."""
+        return int(self.trainer.estimated_stepping_batches)
+
     def _build_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         """Fill ``total_steps`` (OneCycleLR, WarmupCosineLR) from the trainer when the config leaves it unset."""
         factory = self.scheduler_factory
@@ -129,5 +133,5 @@ class ClassifierModule(L.LightningModule):
             params = {}
         given = factory.keywords if isinstance(factory, functools.partial) else {}
         if "total_steps" in params and given.get("total_steps") is None:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            kwargs["total_steps"] = self.total_training_steps()
         return factory(optimizer, **kwargs)

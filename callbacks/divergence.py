@@ -1,0 +1,41 @@
+"""Stop a run the moment its training loss is NaN or infinite, instead of training on garbage for hours.
+
+Raises :class:`DivergenceError` naming the step and the last finite loss. ``last.ckpt`` is not
+overwritten with the diverged state (``LastCheckpoint`` only saves on validation/step/train end, and an
+exception skips those), so it still holds the weights from before the divergence. On a GPU, checking
+costs one host sync; ``check_every_n_steps`` trades how soon it notices for that cost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class DivergenceGuard(Callback):
+    def __init__(self, check_every_n_steps: int = 1):
+        if check_every_n_steps < 1:
+            raise ValueError(f"--divergence.check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        self.check_every_n_steps = check_every_n_steps
+        self.last_finite: tuple[int, float] | None = None
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or trainer.global_step % self.check_every_n_steps:
+            return
+        value = float(loss.detach())
+        if math.isfinite(value):
+            self.last_finite = (trainer.global_step, value)
+            return
+        before = f"last finite loss {self.last_finite[1]:.6g} at step {self.last_finite[0]}" if self.last_finite else "no finite loss was seen"
+        raise DivergenceError(
+            f"Training diverged: loss is {value} at step {trainer.global_step} (epoch {trainer.current_epoch}); {before}. "
+            "Stopped at once; checkpoints/last.ckpt holds the last state saved before the divergence. "
+            "Lower the learning rate, add gradient clipping (--trainer.gradient_clip_val), or check the inputs' scale."
+        )

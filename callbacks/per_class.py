@@ -1,0 +1,113 @@
+"""Per-class accuracy and the normalised confusion matrix, on validation (every validation) and test.
+
+torchmetrics accumulates on the device and synchronises across DDP ranks on ``compute()``, so the
+numbers cover the whole split however many processes evaluated it. Per class c:
+accuracy_c = confusion[c, c] / sum_k confusion[c, k] (recall of class c).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from callbacks.outputs import plt, run_dir, save_figure
+from datamodules.sources import CLASSES
+
+
+class PerClassAccuracy(Callback):
+    """Logs ``{stage}/acc_<class>``; writes ``per_class_accuracy_{stage}.png``, ``confusion_matrix_{stage}.png``
+    and ``per_class_accuracy.json`` (all stages) into the run directory, and the figures to W&B."""
+
+    def __init__(self, classes: Sequence[str] = CLASSES):
+        self.classes = list(classes)
+        self.confusion: MulticlassConfusionMatrix | None = None
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def _reset(self, pl_module: LightningModule) -> None:
+        self.confusion = MulticlassConfusionMatrix(len(self.classes)).to(pl_module.device)
+
+    def _update(self, outputs: Any, batch: Any) -> None:
+        if isinstance(outputs, torch.Tensor) and outputs.ndim == 2 and self.confusion is not None:
+            self.confusion.update(outputs.detach(), batch[1])
+
+    # validation
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset(pl_module)
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(outputs, batch)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._finish("val", trainer, pl_module)
+
+    # test
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._reset(pl_module)
+
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._update(outputs, batch)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._finish("test", trainer, pl_module)
+
+    def _finish(self, stage: str, trainer: Trainer, pl_module: LightningModule) -> None:
+        cm = self.confusion.compute().cpu().double()  # synced across ranks
+        per_class = per_class_accuracy(cm)
+        for name, acc in zip(self.classes, per_class.tolist()):
+            pl_module.log(f"{stage}/acc_{name}", acc)
+        if not trainer.is_global_zero:
+            return
+        self.results[stage] = {
+            "step": trainer.global_step,
+            "overall_accuracy": float(cm.diag().sum() / cm.sum()),
+            "per_class_accuracy": dict(zip(self.classes, per_class.tolist())),
+            "confusion_matrix": cm.long().tolist(),
+        }
+        out = run_dir(trainer)
+        (out / "per_class_accuracy.json").write_text(json.dumps(self.results, indent=2))
+        plot_per_class(per_class.tolist(), self.classes, f"{stage}: per-class accuracy (step {trainer.global_step})", out / f"per_class_accuracy_{stage}.png", trainer, f"{stage}/per_class_accuracy")
+        plot_confusion(cm, self.classes, f"{stage}: confusion matrix, rows normalised (step {trainer.global_step})", out / f"confusion_matrix_{stage}.png", trainer, f"{stage}/confusion_matrix")
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
+    """Row-normalised diagonal; a class absent from the split gets NaN rather than a fake 0."""
+    support = confusion.sum(1)
+    return torch.where(support > 0, confusion.diag() / support.clamp(min=1), torch.full_like(support, float("nan")))
+
+
+def plot_per_class(values: Sequence[float], classes: Sequence[str], title: str, path: Path, trainer: Trainer | None = None, key: str | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bars = ax.bar(classes, values, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8)
+    finite = [v for v in values if v == v]
+    if finite:
+        ax.axhline(sum(finite) / len(finite), color="tab:red", ls="--", lw=1, label=f"mean {sum(finite) / len(finite):.3f}")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    return save_figure(fig, path, trainer, key)
+
+
+def plot_confusion(cm: torch.Tensor, classes: Sequence[str], title: str, path: Path, trainer: Trainer | None = None, key: str | None = None) -> Path:
+    norm = (cm / cm.sum(1, keepdim=True).clamp(min=1)).numpy()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return save_figure(fig, path, trainer, key)
