@@ -34,6 +34,7 @@ from callbacks.per_class import PerClassAccuracy
 from callbacks.prediction_writer import PredictionCSVWriter
 from datamodules import CIFAR10DataModule, DataError
 from lit_models import ClassifierModule
+from lit_models.base import CheckpointMismatchError
 
 RUN_DIR_ENV = "CIFAR_RUN_DIR"  # lets DDP worker processes (which re-run this script) join rank 0's run directory
 EVAL_SUBCOMMANDS = ("validate", "test", "predict")
@@ -52,6 +53,34 @@ def next_run_dir(runs_dir: str | Path, name: str) -> Path:
             return candidate
         except FileExistsError:  # another run took it between listing and mkdir
             continue
+
+
+def latest_resumable_run(runs_dir: str | Path, name: str) -> Path | None:
+    base = Path(runs_dir) / name
+    candidates = [p.parent.parent for p in base.glob("version_*/checkpoints/last.ckpt")]
+    return max(candidates, key=lambda p: int(p.name.split("_")[1]), default=None)
+
+
+def wandb_should_run_offline(timeout_s: float = 5.0) -> bool:
+    """Offline without a key or when asked; with a key, offline too if the server does not answer quickly.
+
+    A run must never hang on the network: a TCP connect to the W&B host, bounded by ``timeout_s``,
+    decides before wandb itself starts.
+    """
+    if not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled", "dryrun"):
+        return True
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
+        return False
+    except OSError as exc:
+        print(f"W&B server {url.hostname}:{port} unreachable ({exc}); logging offline instead. Upload later with `wandb sync`.", file=sys.stderr)
+        os.environ["WANDB_MODE"] = "offline"
+        return True
 
 
 class CIFARCLI(LightningCLI):
@@ -93,6 +122,15 @@ class CIFARCLI(LightningCLI):
         if "LOCAL_RANK" in os.environ and os.environ.get(RUN_DIR_ENV):
             return Path(os.environ[RUN_DIR_ENV])
         name = cfg.run_name or self._default_run_name(cfg)
+        if self.subcommand == "fit" and cfg.get("ckpt_path") == "last":
+            # Resume: continue in the newest run of this name that has a last.ckpt, instead of a new version.
+            run_dir = latest_resumable_run(cfg.runs_dir, name)
+            if run_dir is None:
+                self.parser.error(f"--ckpt_path last: no '{Path(cfg.runs_dir) / name}/version_*/checkpoints/last.ckpt' to resume from (is --run_name/--config the same as the run's?)")
+            cfg.ckpt_path = str(run_dir / "checkpoints" / "last.ckpt")
+            os.environ[RUN_DIR_ENV] = str(run_dir)
+            print(f"Resuming {cfg.ckpt_path}")
+            return run_dir
         if self.subcommand in EVAL_SUBCOMMANDS:
             name = f"{name}-{self.subcommand}"
         run_dir = next_run_dir(cfg.runs_dir, name)
@@ -113,7 +151,7 @@ class CIFARCLI(LightningCLI):
         if logger is False:
             return False
         if logger is None or logger is True:
-            offline = not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") in ("offline", "disabled")
+            offline = wandb_should_run_offline()
             return Namespace(
                 class_path="lightning.pytorch.loggers.WandbLogger",
                 init_args=Namespace(save_dir=str(run_dir), project="cifar10", name=f"{run_dir.parent.name}/{run_dir.name}", offline=offline),
@@ -125,6 +163,30 @@ class CIFARCLI(LightningCLI):
             if init is not None and one.class_path.endswith(("CSVLogger", "TensorBoardLogger")):
                 init.name, init.version = "", ""  # logs straight into the run directory
         return logger
+
+    def instantiate_classes(self) -> None:
+        self._check_ranges()
+        try:
+            super().instantiate_classes()
+        except ValueError as exc:  # our constructors name the flag ("--data.batch_size must be ..."), maybe wrapped
+            named = re.search(r"(--[\w.]+ must [^\n]*)", str(exc))
+            if named is None:
+                raise
+            self.parser.error(named.group(1))
+
+    def _check_ranges(self) -> None:
+        """Values no optimizer or loader accepts; refused before any data is read."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        model = cfg.get("model")
+        init = model.get("init_args") if isinstance(model, Namespace) else None
+        for key in ("optimizer", "scheduler"):
+            sub = init.get(key) if init is not None else None
+            lr = sub.get("init_args", Namespace()).get("lr") if isinstance(sub, Namespace) else None
+            if isinstance(lr, (int, float)) and lr <= 0:
+                self.parser.error(f"--model.{key}.init_args.lr must be positive, got {lr}")
+        lr = init.get("lr") if init is not None else None
+        if isinstance(lr, (int, float)) and lr <= 0:
+            self.parser.error(f"--model.lr must be positive, got {lr}")
 
     def after_instantiate_classes(self) -> None:
         if self.subcommand == "predict":  # noqa: SIM102
@@ -138,7 +200,16 @@ def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
     try:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        sys.exit(f"error: --ckpt_path '{ckpt_path}' is not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+        if "Weights only load failed" in str(exc):
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            what = found.group(1) if found else "pickle instructions beyond tensors and plain containers"
+            sys.exit(
+                f"error: --ckpt_path '{ckpt_path}' refused: it contains pickled objects ({what}) that could run code "
+                "when loaded. Nothing in it was executed. Checkpoints written by train.py never contain such objects; "
+                "do not load this file unless you trust its source."
+            )
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        sys.exit(f"error: --ckpt_path '{ckpt_path}' is not a loadable checkpoint (truncated or not a torch file?): {type(exc).__name__}: {first}")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         sys.exit(f"error: --ckpt_path '{ckpt_path}' holds no Lightning checkpoint (no 'state_dict').")
     config: dict[str, Any] = {}
@@ -154,8 +225,9 @@ def checkpoint_config(ckpt_path: str) -> dict[str, Any]:
 
 
 def inject_checkpoint_config(argv: list[str]) -> list[str]:
-    """For eval subcommands given ``--ckpt_path``, prepend the checkpoint's config so later flags override it."""
-    if not argv or argv[0] not in EVAL_SUBCOMMANDS:
+    """Check any ``--ckpt_path`` file up front (safely: no pickled code runs) and, for eval subcommands,
+    prepend the checkpoint's config so later flags override it."""
+    if not argv:
         return argv
     ckpt = None
     for i, arg in enumerate(argv):
@@ -168,7 +240,7 @@ def inject_checkpoint_config(argv: list[str]) -> list[str]:
             sys.exit(f"error: --ckpt_path '{ckpt}' does not exist.")
         return argv
     config = checkpoint_config(ckpt)
-    if not config:
+    if not config or argv[0] not in EVAL_SUBCOMMANDS:
         return argv
     path = Path(ckpt).resolve()
     # runs/<name>/version_k/checkpoints/x.ckpt -> evaluation runs land in runs/<name>-<subcommand>/
@@ -204,7 +276,7 @@ def main(argv: list[str] | None = None) -> CIFARCLI:
             auto_configure_optimizers=False,
             args=argv,
         )
-    except (DivergenceError, DataError) as exc:
+    except (DivergenceError, DataError, CheckpointMismatchError) as exc:
         if __name__ != "__main__":
             raise
         print(f"error: {exc}", file=sys.stderr)

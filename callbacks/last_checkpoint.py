@@ -5,6 +5,9 @@ checkpoint, so after a validation that did not improve ``val/acc`` the file is s
 run silently repeats work. This callback saves after every validation during fit, every
 ``every_n_train_steps`` steps (mid-epoch, for long epochs), and at the end of training. It writes to a
 temporary file and renames it, so a run killed while saving never leaves a truncated ``last.ckpt``.
+
+Its checkpoint state carries the RNG states (torch, CUDA, NumPy, Python) at the moment of saving, so a
+resumed run draws the same dropout masks as an uninterrupted one and ends with identical weights.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
@@ -52,3 +58,17 @@ class LastCheckpoint(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.save(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        states = _collect_rng_states(include_cuda=True)
+        # NumPy's state holds an ndarray; stored as a tensor so checkpoints load with weights_only=True.
+        name, keys, pos, has_gauss, cached = states["numpy"]
+        states["numpy"] = [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+        return {"rng_states": states}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "rng_states" in state:
+            states = dict(state["rng_states"])
+            name, keys, pos, has_gauss, cached = states["numpy"]
+            states["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+            _set_rng_states(states)

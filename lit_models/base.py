@@ -18,6 +18,10 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint of another model class or architecture."""
+
+
 def _sgd(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01)
 
@@ -97,6 +101,29 @@ class ClassifierModule(L.LightningModule):
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return torch.softmax(self(batch[0]).float(), dim=1)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model or shape before any weight is copied (no half-loaded model)."""
+        saved_cls = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+        mine = f"{type(self).__module__}.{type(self).__qualname__}"
+        if saved_cls and saved_cls.rsplit(".", 1)[-1] != type(self).__name__:
+            raise CheckpointMismatchError(f"The checkpoint holds a {saved_cls}, but the model is a {mine}. Evaluate it without --model (train.py rebuilds the model from the checkpoint).")
+        saved = checkpoint.get("state_dict", {})
+        own = self.state_dict()
+        missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+        shapes = [f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items() if k in saved and tuple(saved[k].shape) != tuple(v.shape)]
+        if missing or unexpected or shapes:
+            hp = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if not k.startswith("_") and self.hparams.get(k) != v and k in self.hparams}
+            raise CheckpointMismatchError(
+                f"The checkpoint does not fit this {type(self).__name__}: "
+                + "; ".join(filter(None, [
+                    f"hyperparameters differ: {', '.join(f'{k}={v!r} in checkpoint vs {self.hparams[k]!r}' for k, v in hp.items())}" if hp else "",
+                    f"shape mismatches: {', '.join(shapes[:4])}" if shapes else "",
+                    f"missing keys: {', '.join(missing[:4])}" if missing else "",
+                    f"unexpected keys: {', '.join(unexpected[:4])}" if unexpected else "",
+                ]))
+            )
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
