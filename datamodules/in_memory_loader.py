@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from datamodules.augment import normalize, random_crop, random_flip
+from datamodules.augment import normalize, random_crop
 
 
 class EpochSampler:
@@ -100,6 +100,5 @@ class InMemoryLoader:
             if gen is not None:
                 s = self.sampler
                 gen.manual_seed(((s.seed * 1_000_003 + s.epoch) * 1_009 + s.rank) * 100_003 + b)
-                x = random_crop(x, self.crop_padding, gen)
-                x = random_flip(x, gen) if self.flip else x
+                x = random_crop(x, self.crop_padding, gen, flip=self.flip)
             yield (x, self.labels[sel], sel) if self.with_index else (x, self.labels[sel])

@@ -73,9 +73,9 @@ class NumpyMLPClassifier(ClassifierModule):
         if sched is not None:
             sched.step()
         loss_t = torch.tensor(loss)
-        self.train_acc(torch.from_numpy(p), y)
-        self.log("train/loss", loss_t, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        self.train_acc.update(torch.from_numpy(p), y)
+        if self.is_logging_step():
+            self.log("train/loss", loss_t, prog_bar=True)
         return loss_t
 
     def configure_optimizers(self) -> Any:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from datamodules import CIFAR10DataModule, DataError
-from datamodules.augment import random_crop, random_flip
+from datamodules.augment import random_crop
 from datamodules.in_memory_loader import EpochSampler, InMemoryLoader
 from tests.conftest import N_TEST, PER_BATCH, write_image_folder
 
@@ -60,18 +60,21 @@ def test_validation_and_test_batches_are_not_augmented_or_shuffled(batches_dir: 
     assert torch.equal(torch.cat([b[1] for b in dm.val_dataloader()]), dm.val_y)
 
 
-def test_random_crop_is_a_shifted_window() -> None:
+def test_random_crop_is_a_shifted_window_and_flip_mirrors_it() -> None:
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4) + 1
     out = random_crop(x, padding=1, generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    windows = lambda i: [padded[i, :, dy : dy + 4, dx : dx + 4] for dy in range(3) for dx in range(3)]  # noqa: E731
     for i in range(2):
-        windows = [padded[i, :, dy : dy + 4, dx : dx + 4] for dy in range(3) for dx in range(3)]
-        assert any(torch.equal(out[i], w) for w in windows)
-    flips = random_flip(x.repeat(50, 1, 1, 1), generator=torch.Generator().manual_seed(0))
-    flipped = (flips != x.repeat(50, 1, 1, 1)).flatten(1).any(1)
-    assert 5 < int(flipped.sum()) < 95
-    assert torch.equal(flips[flipped], x.repeat(50, 1, 1, 1)[flipped].flip(3))
+        assert any(torch.equal(out[i], w) for w in windows(i))
+    many = x.repeat(50, 1, 1, 1)
+    flipped = random_crop(many, padding=1, generator=torch.Generator().manual_seed(0), flip=True)
+    plain = random_crop(many, padding=1, generator=torch.Generator().manual_seed(0), flip=False)
+    mirrored = (flipped != plain).flatten(1).any(1)
+    assert 20 < int(mirrored.sum()) < 80, "about half the batch is mirrored"
+    for i in range(100):
+        assert any(torch.equal(flipped[i], w.flip(2) if mirrored[i] else w) for w in windows(i % 2))
 
 
 def test_augmentation_changes_train_batches_only_by_epoch_seed(batches_dir: Path) -> None:
