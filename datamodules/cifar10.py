@@ -64,8 +64,9 @@ class CIFAR10DataModule(L.LightningDataModule):
             raise ValueError(f"--data.preprocessing must be 'standardize' or 'mean_image', got {preprocessing!r}")
         self.save_hyperparameters()
         self.classes = CLASSES
-        self.train_x: Tensor | None = None
+        self.images: Tensor | None = None
         self.mean: Tensor | None = None
+        self._device_copies: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> None:
@@ -73,31 +74,57 @@ class CIFAR10DataModule(L.LightningDataModule):
         load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_x is not None:
+        if self.images is not None:
             return
         raw = load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
         n = len(raw.train_x)
         if self.hparams.val_size >= n:
             raise DataError(f"--data.val_size={self.hparams.val_size} leaves no training images: '{raw.source}' has only {n}.")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        val_idx, train_idx = perm[: self.hparams.val_size].sort().values, perm[self.hparams.val_size :].sort().values
-        x, y = torch.from_numpy(raw.train_x), torch.from_numpy(raw.train_y)
-        self.train_x, self.train_y = x[train_idx], y[train_idx]
-        self.val_x, self.val_y = x[val_idx], y[val_idx]
+        # Train and validation are index sets into one tensor (no copies: the data set is held once).
+        self.val_idx, self.train_idx = perm[: self.hparams.val_size].sort().values, perm[self.hparams.val_size :].sort().values
+        self.images, self.labels = torch.from_numpy(raw.train_x), torch.from_numpy(raw.train_y)
         self.test_x = None if raw.test_x is None else torch.from_numpy(raw.test_x)
         self.test_y = None if raw.test_y is None else torch.from_numpy(raw.test_y)
         self.source = raw.source
-        self.mean, self.std = self._statistics(self.train_x)
+        self.mean, self.std = self._statistics(self.images, self.train_idx)
 
-    def _statistics(self, train_x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Normalisation constants from the training split only (never validation or test)."""
-        xf = train_x.to(torch.float64)
+    # Copies of the splits, for inspection and tests; the loaders use index sets instead.
+    @property
+    def train_x(self) -> Tensor:
+        return self.images[self.train_idx]
+
+    @property
+    def train_y(self) -> Tensor:
+        return self.labels[self.train_idx]
+
+    @property
+    def val_x(self) -> Tensor:
+        return self.images[self.val_idx]
+
+    @property
+    def val_y(self) -> Tensor:
+        return self.labels[self.val_idx]
+
+    def _statistics(self, images: Tensor, train_idx: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Normalisation constants from the training split only (never validation or test).
+
+        Accumulated in float64 over chunks: casting the whole split at once would take ~1 GB.
+        """
+        total = torch.zeros(images.shape[1:], dtype=torch.float64)
+        squares = torch.zeros(images.shape[1], dtype=torch.float64)
+        for chunk in train_idx.split(2048):
+            c = images[chunk].to(torch.float64)
+            total += c.sum(0)
+            squares += c.square().sum((0, 2, 3))
+        n = len(train_idx)
         if self.hparams.preprocessing == "mean_image":
-            return xf.mean(0).float(), None
-        mean = xf.mean((0, 2, 3)) / 255.0
-        std = (xf / 255.0).std((0, 2, 3))
-        # Folded so that normalize(x) = (x - 255*mean) / (255*std) works on raw uint8 values.
-        return (255.0 * mean).float().view(3, 1, 1), (255.0 * std).float().view(3, 1, 1)
+            return (total / n).float(), None
+        count = n * images.shape[2] * images.shape[3]
+        mean = total.sum((1, 2)) / count
+        var = (squares - count * mean.square()) / (count - 1)  # unbiased, as torch.std
+        # In 0..255 units, so that normalize(x) = (x - mean) / std works on raw uint8 values.
+        return mean.float().view(3, 1, 1), var.sqrt().float().view(3, 1, 1)
 
     # ------------------------------------------------------------------ loaders
     def _device(self) -> torch.device:
@@ -115,13 +142,19 @@ class CIFAR10DataModule(L.LightningDataModule):
             return self.hparams.shuffle_seed
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
-    def _loader(self, x: Tensor, y: Tensor, train: bool, with_index: bool = False) -> InMemoryLoader:
-        if self.mean is None:
-            self.setup()
+    def _on_device(self, x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+        """One copy per device of each tensor pair, shared by all loaders (train and val use one tensor)."""
+        key = (device, x.data_ptr())
+        if key not in self._device_copies:
+            self._device_copies[key] = (x.to(device), y.to(device))
+        return self._device_copies[key]
+
+    def _loader(self, x: Tensor, y: Tensor, train: bool, subset: Tensor | None = None, with_index: bool = False) -> InMemoryLoader:
         device = self._device()
         rank, world = self._rank_world()
+        x, y = self._on_device(x, y, device)
         return InMemoryLoader(
-            x.to(device),
+            x,
             y,
             batch_size=self.hparams.batch_size if train else self.hparams.eval_batch_size,
             mean=self.mean,
@@ -134,11 +167,14 @@ class CIFAR10DataModule(L.LightningDataModule):
             seed=self._shuffle_seed(),
             rank=rank,
             world_size=world,
+            subset=subset,
             with_index=with_index,
         )
 
     def train_dataloader(self) -> InMemoryLoader:
-        loader = self._loader(self.train_x, self.train_y, train=True)
+        if self.mean is None:
+            self.setup()
+        loader = self._loader(self.images, self.labels, train=True, subset=self.train_idx)
         if self.trainer is not None and self.trainer.fit_loop.restarting:
             # Resumed from a mid-epoch checkpoint: Lightning has restored how many batches of this epoch
             # were trained on; continue with the next one instead of replaying the epoch.
@@ -150,7 +186,9 @@ class CIFAR10DataModule(L.LightningDataModule):
     def val_dataloader(self) -> InMemoryLoader:
         if self.hparams.val_size == 0:
             return []  # type: ignore[return-value]  # Lightning skips validation on an empty iterable
-        return self._loader(self.val_x, self.val_y, train=False)
+        if self.mean is None:
+            self.setup()
+        return self._loader(self.images, self.labels, train=False, subset=self.val_idx)
 
     def test_dataloader(self) -> InMemoryLoader:
         return self._test_loader(with_index=False)

@@ -55,7 +55,8 @@ class EpochSampler:
 class InMemoryLoader:
     """Yields ``(images, labels)`` batches: float, normalised, optionally augmented, on ``images.device``.
 
-    With ``with_index`` a third element holds each image's index in ``images`` (for prediction files).
+    ``subset`` (indices into ``images``) restricts it to one split without copying the images. With
+    ``with_index`` a third element holds each image's index in ``images`` (for prediction files).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class InMemoryLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        subset: Tensor | None = None,
         with_index: bool = False,
     ):
         if images.dtype != torch.uint8 or images.ndim != 4:
@@ -82,7 +84,9 @@ class InMemoryLoader:
         self.std = None if std is None else std.to(images.device)
         self.batch_size, self.augment, self.crop_padding, self.flip = batch_size, augment, crop_padding, flip
         self.drop_last, self.with_index = drop_last, with_index
-        self.sampler = EpochSampler(len(images), shuffle, seed, rank, world_size, pad=shuffle)
+        self.subset = None if subset is None else subset.to(images.device)
+        n = len(images) if subset is None else len(subset)
+        self.sampler = EpochSampler(n, shuffle, seed, rank, world_size, pad=shuffle)
         self.batch_sampler = None  # read by Lightning's DataLoader checks
         self.start_batch = 0  # resume point within the next epoch; consumed by the next __iter__
 
@@ -92,6 +96,8 @@ class InMemoryLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         idx = self.sampler.indices().to(self.images.device)
+        if self.subset is not None:
+            idx = self.subset[idx]
         gen = torch.Generator(device=self.images.device) if self.augment else None
         start, self.start_batch = self.start_batch, 0
         for b in range(start, len(self)):

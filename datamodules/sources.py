@@ -17,7 +17,6 @@ because a bare traceback from deep inside pickle or PIL tells a researcher nothi
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pickle
 import tarfile
@@ -286,17 +285,16 @@ def _write_cache(path: Path, raw: RawCIFAR10) -> None:
     empty_x, empty_y = np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, np.int64)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            train_x=raw.train_x,
-            train_y=raw.train_y,
-            test_x=raw.test_x if raw.test_x is not None else empty_x,
-            test_y=raw.test_y if raw.test_y is not None else empty_y,
-            has_test=np.array(raw.test_x is not None),
-            source=np.array(raw.source),
-        )
-        tmp.write_bytes(buf.getbuffer())
+        with open(tmp, "wb") as fh:  # straight to disk: no second in-memory copy of the arrays
+            np.savez(
+                fh,
+                train_x=raw.train_x,
+                train_y=raw.train_y,
+                test_x=raw.test_x if raw.test_x is not None else empty_x,
+                test_y=raw.test_y if raw.test_y is not None else empty_y,
+                has_test=np.array(raw.test_x is not None),
+                source=np.array(raw.source),
+            )
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
