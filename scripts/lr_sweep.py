@@ -102,8 +102,17 @@ def plot(runs: list[SweepRun], out: Path) -> tuple[Path, Path]:
             y = finite[-1][1] if finite else 1.0
             ax.plot([end], [y], "X", color="tab:red", ms=9)
     ax.set_yscale("log")
+    ok_losses = [v for r in runs if r.status == "ok" for v in r.loss if math.isfinite(v) and v > 0]
+    if ok_losses and len(ok_losses) < sum(len(r.loss) for r in runs):
+        # Diverged losses reach 1e30+; cap the axis so the completed runs stay readable.
+        top = 10 * max(ok_losses)
+        ax.set_ylim(min(ok_losses) / 2, top)
+        for line in ax.lines:
+            ys = line.get_ydata()
+            if len(ys) == 1:  # the divergence markers: pin to the top edge
+                line.set_ydata([min(float(ys[0]), top / 1.5)])
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss (log)")
+    ax.set_ylabel("training loss (log; diverged runs leave the top)")
     ax.set_title("LR sweep: training loss per learning rate (X = diverged)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
