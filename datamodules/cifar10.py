@@ -109,20 +109,23 @@ class CIFAR10DataModule(L.LightningDataModule):
     def _statistics(self, images: Tensor, train_idx: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalisation constants from the training split only (never validation or test).
 
-        Accumulated in float64 over chunks: casting the whole split at once would take ~1 GB.
+        Exact integer arithmetic over chunks: per-pixel sums in int64 for the mean image, per-channel
+        value histograms for mean/std (casting the split to float64 would take ~1 GB and seconds).
         """
-        total = torch.zeros(images.shape[1:], dtype=torch.float64)
-        squares = torch.zeros(images.shape[1], dtype=torch.float64)
-        for chunk in train_idx.split(2048):
-            c = images[chunk].to(torch.float64)
-            total += c.sum(0)
-            squares += c.square().sum((0, 2, 3))
-        n = len(train_idx)
         if self.hparams.preprocessing == "mean_image":
-            return (total / n).float(), None
-        count = n * images.shape[2] * images.shape[3]
-        mean = total.sum((1, 2)) / count
-        var = (squares - count * mean.square()) / (count - 1)  # unbiased, as torch.std
+            pixel_sum = torch.zeros(images.shape[1:], dtype=torch.int64)
+            for chunk in train_idx.split(4096):
+                pixel_sum += images[chunk].sum(0, dtype=torch.int64)
+            return (pixel_sum.double() / len(train_idx)).float(), None
+        histogram = torch.zeros(images.shape[1], 256, dtype=torch.int64)
+        for chunk in train_idx.split(4096):
+            c = images[chunk].transpose(0, 1).reshape(images.shape[1], -1)
+            for ch in range(len(c)):
+                histogram[ch] += torch.bincount(c[ch], minlength=256)
+        values = torch.arange(256, dtype=torch.float64)
+        count = histogram.sum(1).double()
+        mean = (histogram.double() * values).sum(1) / count
+        var = ((histogram.double() * values.square()).sum(1) - count * mean.square()) / (count - 1)  # unbiased, as torch.std
         # In 0..255 units, so that normalize(x) = (x - mean) / std works on raw uint8 values.
         return mean.float().view(3, 1, 1), var.sqrt().float().view(3, 1, 1)
 
