@@ -18,7 +18,8 @@ from callbacks.outputs import plt, run_dir, save_figure
 
 
 class LRScheduleMonitor(Callback):
-    """Writes ``lr_schedule.csv`` and ``lr_schedule.png`` into the run directory (and W&B)."""
+    """Writes ``lr_schedule.csv`` and ``lr_schedule.png`` into the run directory; logs ``lr/<group>`` and the
+    figure to the loggers (W&B)."""
 
     def __init__(self) -> None:
         self.steps: list[int] = []
@@ -28,9 +29,15 @@ class LRScheduleMonitor(Callback):
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         self.steps.append(trainer.global_step)
         self.epochs.append(trainer.current_epoch)
+        current = {}
         for i, opt in enumerate(trainer.optimizers):
             for j, group in enumerate(opt.param_groups):
-                self.lrs.setdefault(f"opt{i}_group{j}", []).append(float(group["lr"]))
+                current[f"opt{i}_group{j}"] = float(group["lr"])
+                self.lrs.setdefault(f"opt{i}_group{j}", []).append(current[f"opt{i}_group{j}"])
+        if trainer.loggers and trainer._logger_connector.should_update_logs:
+            # Straight to the loggers (W&B, CSV, ...) on the steps that log anyway; plain floats, no sync.
+            for logger in trainer.loggers:
+                logger.log_metrics({f"lr/{k}": v for k, v in current.items()}, step=trainer.global_step)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.steps:

@@ -83,7 +83,7 @@ def test_csv_logger_writes_into_run_dir(batches_dir: Path, tmp_path: Path) -> No
     run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_epochs", "1", logger="CSVLogger"))
     metrics = only_run_dir(runs) / "metrics.csv"
     header = metrics.read_text().splitlines()[0].split(",")
-    assert "train/loss" in header and "val/acc" in header
+    assert {"train/loss", "val/acc", "val/acc_cat", "lr/opt0_group0"} <= set(header)
 
 
 def test_second_run_gets_a_new_version(batches_dir: Path, tmp_path: Path) -> None:
