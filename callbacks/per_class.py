@@ -64,16 +64,18 @@ class PerClassAccuracy(Callback):
             pl_module.log(f"{stage}/acc_{name}", acc)
         if not trainer.is_global_zero:
             return
+        # Outside fit, global_step is 0; the evaluated weights are those of the loaded checkpoint.
+        step = trainer.global_step or getattr(pl_module, "checkpoint_step", 0)
         self.results[stage] = {
-            "step": trainer.global_step,
+            "step": step,
             "overall_accuracy": float(cm.diag().sum() / cm.sum()),
             "per_class_accuracy": dict(zip(self.classes, per_class.tolist())),
             "confusion_matrix": cm.long().tolist(),
         }
         out = run_dir(trainer)
         (out / "per_class_accuracy.json").write_text(json.dumps(self.results, indent=2))
-        plot_per_class(per_class.tolist(), self.classes, f"{stage}: per-class accuracy (step {trainer.global_step})", out / f"per_class_accuracy_{stage}.png", trainer, f"{stage}/per_class_accuracy")
-        plot_confusion(cm, self.classes, f"{stage}: confusion matrix, rows normalised (step {trainer.global_step})", out / f"confusion_matrix_{stage}.png", trainer, f"{stage}/confusion_matrix")
+        plot_per_class(per_class.tolist(), self.classes, f"{stage}: per-class accuracy (model at step {step})", out / f"per_class_accuracy_{stage}.png", trainer, f"{stage}/per_class_accuracy")
+        plot_confusion(cm, self.classes, f"{stage}: confusion matrix, rows normalised (model at step {step})", out / f"confusion_matrix_{stage}.png", trainer, f"{stage}/confusion_matrix")
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:

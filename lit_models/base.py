@@ -122,6 +122,7 @@ class ClassifierModule(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model or shape before any weight is copied (no half-loaded model)."""
+        self.checkpoint_step = int(checkpoint.get("global_step", 0))  # test/predict don't restore global_step
         saved_cls = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
         mine = f"{type(self).__module__}.{type(self).__qualname__}"
         if saved_cls and saved_cls.rsplit(".", 1)[-1] != type(self).__name__:

@@ -95,6 +95,7 @@ def test_per_class_callback_values(tmp_path: Path, batches_dir: Path) -> None:
     result = json.loads((out / "per_class_accuracy.json").read_text())["test"]
     cm = torch.tensor(result["confusion_matrix"], dtype=torch.float64)
     assert cm.sum() == 50 and (cm.sum(1) == 5).all(), "balanced: 5 test images per class"
+    assert result["step"] == torch.load(runs / "pc" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] > 0
     per_class = list(result["per_class_accuracy"].values())
     assert per_class == pytest.approx((cm.diag() / 5).tolist())
     overall = float(ev.trainer.callback_metrics["test/acc"])
