@@ -189,7 +189,7 @@ class CIFARCLI(LightningCLI):
             self.parser.error(f"--model.lr must be positive, got {lr}")
 
     def after_instantiate_classes(self) -> None:
-        if self.subcommand == "predict":  # noqa: SIM102
+        if self.subcommand == "predict":
             self.trainer.callbacks.append(PredictionCSVWriter(self.run_dir / "predictions.csv", self.datamodule.classes))
 
 
