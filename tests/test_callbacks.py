@@ -134,7 +134,8 @@ def test_lr_sweep_marks_diverged_runs_and_names_the_best(batches_dir: Path, tmp_
     assert [r.status for r in runs][-1] == "diverged" and runs[0].status == "ok"
     assert runs[-1].steps and runs[-1].steps[-1] < 30, "the diverged run stopped early"
     out = capsys.readouterr().out
-    assert "Best LR: 1.0e-02" in out
+    best = max((r for r in runs if r.status == "ok"), key=lambda r: r.best_val_acc)
+    assert f"Best LR: {best.lr:.1e} (best val acc {best.best_val_acc:.4f})" in out
     for name in ("lr_sweep_best_val_acc.png", "lr_sweep_loss_curves.png"):
         assert_png(tmp_path / "sweep" / name)
     summary = _rows(tmp_path / "sweep" / "lr_sweep_summary.csv")
