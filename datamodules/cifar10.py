@@ -71,12 +71,13 @@ class CIFAR10DataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> None:
         # Runs on one process per node: downloads, extracts and builds the cache before ranks read it.
-        load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
+        load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5, prepare_only=True)
 
     def setup(self, stage: str | None = None) -> None:
         if self.images is not None:
             return
         raw = load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
+        assert raw is not None
         n = len(raw.train_x)
         if self.hparams.val_size >= n:
             raise DataError(f"--data.val_size={self.hparams.val_size} leaves no training images: '{raw.source}' has only {n}.")

@@ -65,11 +65,18 @@ def load_cifar10(
     download: bool = True,
     archive_md5: str | None = OFFICIAL_MD5,
     use_cache: bool = True,
-) -> RawCIFAR10:
-    """Load CIFAR-10 from ``data_dir`` (see module docstring for the accepted layouts)."""
+    prepare_only: bool = False,
+) -> RawCIFAR10 | None:
+    """Load CIFAR-10 from ``data_dir`` (see module docstring for the accepted layouts).
+
+    ``prepare_only``: download/extract/decode and cache as needed, but skip reading an existing cache
+    (``prepare_data`` on one process; each process's ``setup`` then reads it once). Returns None then.
+    """
     root = Path(data_dir).expanduser()
     kind, fingerprint = _detect_source(root, download, archive_md5)
     cache = root / f".cifar10_cache_{fingerprint}.npz"
+    if prepare_only and use_cache and cache.is_file():
+        return None
     if use_cache and cache.is_file():
         try:
             return _read_cache(cache)

@@ -151,6 +151,10 @@ def test_cache_is_reused_and_invalidated(image_folder: Path, monkeypatch: pytest
         raise AssertionError("second load must come from the cache")
 
     monkeypatch.setattr(sources, "_decode_split", no_decoding)
+    monkeypatch.setattr(sources, "_read_cache", lambda p: pytest.fail("prepare_only must not read the cache"))
+    assert load_cifar10(image_folder, download=False, prepare_only=True) is None
+    monkeypatch.undo()
+    monkeypatch.setattr(sources, "_decode_split", no_decoding)
     second = load_cifar10(image_folder, download=False)
     np.testing.assert_array_equal(first.train_x, second.train_x)
     # Changing the folder changes the fingerprint: the stale cache is not used.
