@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.cli_helpers import base_args, only_run_dir, run_cli, run_script, state_dict_of
+from tests.cli_helpers import base_args, only_run_dir, run_cli, run_script
 
 # Dropout (global RNG) + augmentation (loader RNG) + several epochs: everything that could drift on resume.
 RESUMABLE = ["--trainer.max_epochs", "4", "--model.dropout", "0.2", "--data.augment", "true", "--trainer.deterministic", "true",
