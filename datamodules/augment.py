@@ -35,9 +35,12 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = Non
     if flip:
         mirrored = torch.rand(n, device=x.device, generator=generator) < 0.5
         col = torch.where(mirrored[:, None], col.flip(1), col)
-    # Two gathers with broadcast (stride-0) indices, rows then columns: ~2x faster than one
-    # advanced-indexing gather over four index tensors.
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, w + 2 * padding)
-    cols = (dx[:, None] + col)[:, None, None, :].expand(n, c, h, w)
-    return padded.gather(2, rows).gather(3, cols)
-
+    # Rows first, as whole padded rows picked by index_select (a contiguous copy per row), then columns
+    # as one gather with a broadcast (stride-0) index. Measured on a 2-core CPU for 256 images: 2.0 ms,
+    # vs 3.5 ms for two gathers and ~7 ms for one advanced-indexing gather over four index tensors.
+    height, width = h + 2 * padding, w + 2 * padding
+    first_row = torch.arange(n * c, device=x.device).view(n, c, 1) * height + dy.view(n, 1, 1)
+    rows = (first_row + torch.arange(h, device=x.device)).reshape(-1)
+    picked = padded.reshape(n * c * height, width).index_select(0, rows).view(n, c * h, width)
+    cols = (dx[:, None] + col)[:, None, :].expand(n, c * h, w)
+    return picked.gather(2, cols).view(n, c, h, w)

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 
@@ -24,6 +25,28 @@ class CheckpointMismatchError(ValueError):
 
 def _sgd(params: Any) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01)
+
+
+class RunningAccuracy(Metric):
+    """Top-1 accuracy accumulated over training steps: two counters, summed across DDP ranks.
+
+    Training only needs counts; ``MulticlassAccuracy`` validates its inputs and builds stat scores on
+    every update (~150 vs ~70 us per step on a 2-core CPU, where a whole course-MLP step is ~5 ms).
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, scores: Tensor, target: Tensor) -> None:
+        self.correct += (scores.argmax(1) == target).sum()
+        self.total += target.numel()
+
+    def compute(self) -> Tensor:
+        return self.correct.float() / self.total.clamp(min=1)
 
 
 class ClassifierModule(L.LightningModule):
@@ -57,7 +80,7 @@ class ClassifierModule(L.LightningModule):
         self.no_weight_decay_on_norm_and_bias = no_weight_decay_on_norm_and_bias
         self.channels_last, self.compile_net = channels_last, compile
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc = RunningAccuracy()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 

@@ -77,6 +77,22 @@ def test_random_crop_is_a_shifted_window_and_flip_mirrors_it() -> None:
         assert any(torch.equal(flipped[i], w.flip(2) if mirrored[i] else w) for w in windows(i % 2))
 
 
+def test_random_crop_matches_a_per_image_reference_on_rgb_batches() -> None:
+    """The fast index arithmetic (rows per channel plane, then columns) against the obvious slicing loop."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 3, 8, 6, generator=g)
+    pad = 2
+    out = random_crop(x, padding=pad, generator=torch.Generator().manual_seed(5), flip=True)
+    ref_gen = torch.Generator().manual_seed(5)  # same draws, same order: dy, dx, mirrored
+    dy = torch.randint(0, 2 * pad + 1, (16,), generator=ref_gen)
+    dx = torch.randint(0, 2 * pad + 1, (16,), generator=ref_gen)
+    mirrored = torch.rand(16, generator=ref_gen) < 0.5
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    for i in range(16):
+        window = padded[i, :, dy[i] : dy[i] + 8, dx[i] : dx[i] + 6]
+        assert torch.equal(out[i], window.flip(2) if mirrored[i] else window), i
+
+
 def test_augmentation_changes_train_batches_only_by_epoch_seed(batches_dir: Path) -> None:
     dm = _dm(batches_dir, augment=True, shuffle_seed=3)
     l1, l2 = dm.train_dataloader(), dm.train_dataloader()

@@ -88,3 +88,20 @@ def test_vgg_shapes_and_norm_choice(norm: str) -> None:
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     names = {type(m).__name__ for m in net.modules()}
     assert ("BatchNorm2d" in names) == (norm != "none")
+
+
+def test_running_train_accuracy_matches_torchmetrics() -> None:
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from lit_models.base import RunningAccuracy
+
+    ours, reference = RunningAccuracy(), MulticlassAccuracy(10, average="micro")
+    g = torch.Generator().manual_seed(0)
+    for n in (7, 200, 31):  # unequal batches: the count-weighted mean, not the mean of batch accuracies
+        logits, y = torch.randn(n, 10, generator=g), torch.randint(0, 10, (n,), generator=g)
+        logits[: n // 2, 3] += 5  # push accuracy away from chance
+        ours.update(logits, y)
+        reference.update(logits, y)
+    assert torch.isclose(ours.compute(), reference.compute())
+    ours.reset()
+    assert ours.compute() == 0
