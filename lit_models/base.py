@@ -42,8 +42,9 @@ class RunningAccuracy(Metric):
         self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, scores: Tensor, target: Tensor) -> None:
-        self.correct += (scores.argmax(1) == target).sum()
-        self.total += target.numel()
+        # In place: reassigning a state would go through nn.Module.__setattr__ (~4 us) every step.
+        self.correct.add_((scores.argmax(1) == target).sum())
+        self.total.add_(target.numel())
 
     def compute(self) -> Tensor:
         return self.correct.float() / self.total.clamp(min=1)
@@ -83,6 +84,15 @@ class ClassifierModule(L.LightningModule):
         self.train_acc = RunningAccuracy()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets ``_current_fx_name`` around every hook it calls, ~44 times per training step;
+        # nn.Module.__setattr__ checks parameters, buffers and submodules each time (~3.7 us, vs 0.4 us
+        # for a plain attribute on a 2-core CPU): 0.15 ms per step, ~4% of a course-MLP step.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:
