@@ -267,8 +267,8 @@ def tune_cpu_allocator() -> bool:
     Above glibc's mmap threshold each such allocation gets new zeroed pages and page-faults on first
     touch; raising the threshold keeps them on the heap. Measured on a 2-core CPU: batch augmentation
     14.9 -> 5.8 ms per 256 images. The limits stay moderate (32 MB mmap, 64 MB trim) so one-off
-    transients (decoding, statistics) still go back to the OS: with 1 GB limits peak RSS of the course
-    MLP run varied 1.05-1.23 GB between identical runs, with these 1.03-1.05 GB, at the same speed.
+    transients (decoding, statistics) still go back to the OS: with 1 GB limits the in-process peak RSS of
+    the course MLP run varied 1.05-1.42 GB between runs, with these 1.03-1.05 GB, at the same speed.
     Process-wide, harmless on GPU runs, a no-op off glibc.
     """
     import ctypes

@@ -179,14 +179,6 @@ class _TinyModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-class _StepStamps(L.Callback):
-    def __init__(self) -> None:
-        self.stamps: list[float] = []
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
-        self.stamps.append(time.perf_counter())
-
-
 def _median_step_ms(stamps: list[float], skip: int = 100) -> float:
     return 1e3 * statistics.median(b - a for a, b in zip(stamps[skip:], stamps[skip + 1 :]))
 
@@ -199,7 +191,7 @@ def framework_floor_ms(rounds: int) -> dict:
     lightning, plain = [], []
     for _ in range(rounds):
         torch.manual_seed(0)
-        stamps = _StepStamps()
+        stamps = StepTimer(warmup=0)
         with tempfile.TemporaryDirectory(prefix="bench_run_") as root:
             L.Trainer(
                 accelerator="cpu", devices=1, max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False,

@@ -1,6 +1,7 @@
 """Batched preprocessing and augmentation: a few tensor ops per batch, on whatever device the batch is.
 
-No PIL and no per-image Python: a crop (and its optional mirror) is two gathers with per-image offsets.
+No PIL and no per-image Python: a crop (and its optional mirror) is a row ``index_select`` and a column
+gather with per-image offsets.
 """
 
 from __future__ import annotations

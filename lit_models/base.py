@@ -51,7 +51,7 @@ class RunningAccuracy(Metric):
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy classifier; logs ``train/loss`` (every step), ``val/loss``, ``val/acc``, ``test/*``."""
+    """Cross-entropy classifier; logs ``train/loss`` (every ``log_every_n_steps``), ``train/acc`` (per epoch), ``val/loss``, ``val/acc``, ``test/*``."""
 
     net: nn.Module
 
