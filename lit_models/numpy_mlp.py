@@ -74,12 +74,11 @@ class NumpyMLPClassifier(ClassifierModule):
             sched.step()
         loss_t = torch.tensor(loss)
         self.train_acc.update(torch.from_numpy(p), y)
-        if self.is_logging_step():
-            self.log("train/loss", loss_t, prog_bar=True)
+        self.log_train_loss(loss_t)
         return loss_t
 
     def configure_optimizers(self) -> Any:
         optimizer = NumpySGD(self.net, self.lr)
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self._build_scheduler(optimizer)}
+        return {"optimizer": optimizer, "lr_scheduler": self.build_scheduler(optimizer)}

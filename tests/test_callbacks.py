@@ -43,7 +43,7 @@ def test_step_scheduler_gives_the_known_lr_sequence(batches_dir: Path, tmp_path:
             "--model.scheduler", "torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size", "2", "--model.scheduler.gamma", "0.5"))
     rows = _rows(only_run_dir(tmp_path / "runs") / "lr_schedule.csv")
     assert [float(r["opt0_group0"]) for r in rows] == [0.05 * 0.5 ** (k // 2) for k in range(7)]
-    assert [int(r["step"]) for r in rows] == list(range(7))
+    assert [int(r["step"]) for r in rows] == list(range(1, 8)), "the k-th update's rate at step k, as train_loss.csv"
 
 
 def test_epoch_interval_and_onecycle(batches_dir: Path, tmp_path: Path) -> None:
