@@ -61,6 +61,39 @@ def test_numpy_training_changes_the_shared_weights(batches_dir: Path, tmp_path: 
     assert net.linear1_bias.abs().sum() > 0, "SGD must have moved the zero-initialised bias"
 
 
+def test_numpy_model_resumes_identically_with_momentum(batches_dir: Path, tmp_path: Path) -> None:
+    """NumPy SGD's momentum buffers live in the checkpoint (as tensors): stop at step 4, resume to 10 = 10 straight."""
+    runs = tmp_path / "runs"
+    sgd = ["--model.optimizer.init_args.momentum", "0.9", "--model.optimizer.init_args.weight_decay", "0.01", "--trainer.val_check_interval", "4"]
+    run_cli(*_args("numpy_mlp", batches_dir, runs, *sgd, "--run_name", "cut", "--trainer.max_steps", "4"))
+    resumed = run_cli(*_args("numpy_mlp", batches_dir, runs, *sgd, "--run_name", "cut", "--trainer.max_steps", "10", "--ckpt_path", "last"))
+    straight = run_cli(*_args("numpy_mlp", batches_dir, runs, *sgd, "--run_name", "straight", "--trainer.max_steps", "10"))
+    assert resumed.trainer.global_step == straight.trainer.global_step == 10
+    a = torch.load(runs / "cut" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(runs / "straight" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    for key, value in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][key], value), f"{key} differs after resume"
+    buffers = [(a["optimizer_states"][0]["state"][i]["momentum_buffer"], s["momentum_buffer"]) for i, s in b["optimizer_states"][0]["state"].items()]
+    assert len(buffers) == 4 and all(torch.equal(x, y) for x, y in buffers)
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (["--model.activation", "swish"], "Expected a typing.Literal['relu', 'sigmoid', 'tanh']. Got value: swish"),
+        (["--model.init", "xavier"], "Expected a typing.Literal['default', 'course', 'he']. Got value: xavier"),
+        (["--model.optimizer.init_args.momentum", "1.5"], "--model.optimizer.init_args.momentum must be in [0, 1), got 1.5"),
+        (["--model.lr", "0.1"], "Option 'lr' is not accepted"),  # the learning rate is the optimizer's, as for every model
+    ],
+)
+def test_numpy_model_flags_are_checked_before_any_data_is_read(flags: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_cli(*_args("numpy_mlp", tmp_path / "no_data_here", tmp_path / "runs", *flags))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err and "No CIFAR-10 data" not in err
+
+
 def test_parameter_counts() -> None:
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(lit_models.MLPClassifier().net) == 3072 * 100 + 100 + 100 * 10 + 10
