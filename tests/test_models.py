@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import lit_models
+from lit_models.components.autograd import Node
 from lit_models.components.vgg import MiniVGG
 from lit_models.components.wn_mlp import WeightNormMLP
 from tests.cli_helpers import ROOT, only_run_dir, run_cli
@@ -19,6 +21,7 @@ TINY = {
     "vgg_course": ("configs/vgg_course.yaml", ["--model.layout", "[8,M,16,M,M,M,M]"]),
     "vgg": ("configs/vgg.yaml", ["--model.layout", "[8,M,16,M,M,M,M]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false"]),
     "numpy_mlp": ("configs/numpy_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
+    "autograd_mlp": ("configs/autograd_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
 }
 
 
@@ -92,6 +95,16 @@ def test_numpy_model_flags_are_checked_before_any_data_is_read(flags: list[str],
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert expected in err and "No CIFAR-10 data" not in err
+
+
+def test_numpy_models_take_lr_activation_and_init_flags(batches_dir: Path, tmp_path: Path) -> None:
+    """One of the two NumPy models: both get these flags from ``NumpyMLPBase``."""
+    cli = run_cli(*_args("autograd_mlp", batches_dir, tmp_path / "runs", "--trainer.fast_dev_run", "true", "--model.optimizer.init_args.lr", "1e-9",
+                         "--model.activation", "tanh", "--model.init", "he"))
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 1e-9  # tiny: the one step leaves the init measurable
+    np.testing.assert_allclose(cli.model.net.numpy_net.activation(Node(np.array([-1.0, 2.0]))).data, np.tanh([-1.0, 2.0]))
+    first_weight = cli.model.net.linear0_weight.detach().numpy()
+    assert abs(first_weight.std() / (2 / 3072) ** 0.5 - 1) < 0.05, "He init: std sqrt(2 / fan_in)"
 
 
 def test_parameter_counts() -> None:

@@ -1,5 +1,5 @@
-"""NumPy SGD: momentum, weight decay and Nesterov step for step against ``torch.optim.SGD``; state that
-survives a ``weights_only`` checkpoint round trip."""
+"""NumPy SGD: momentum, weight decay and Nesterov step for step against ``torch.optim.SGD``; the course's
+L2 term; state that survives a ``weights_only`` checkpoint round trip."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from lit_models.components.autograd import AutogradMLP, ops
+from lit_models.components.numpy_bridge import NumpyNetModule
 from lit_models.components.numpy_sgd import NumpySGD
 
 SHAPES = [(5, 3), (3,)]
@@ -48,6 +50,33 @@ def test_steps_equal_torch_sgd(momentum: float, weight_decay: float, nesterov: b
         for a, b in zip(ours, theirs):
             np.testing.assert_allclose(opt_ours.state[a]["momentum_buffer"].numpy(), opt_theirs.state[b]["momentum_buffer"].numpy(), rtol=1e-13)
     assert all(not torch.equal(p, s) for p, s in zip(ours, start)), "parameters must have moved"
+
+
+def test_weight_decay_is_the_gradient_of_the_course_l2_term() -> None:
+    """The course adds lambda * ||W||^2 to the loss; its gradient 2 lambda W is ``weight_decay = 2 lambda``
+    (on the weights only: biases go in a group without decay)."""
+    lam, args = 0.03, {"in_features": 6, "hidden_sizes": (5,), "num_classes": 3, "init": "he", "seed": 0, "dtype": np.float64}
+    decayed, penalised = AutogradMLP(**args), AutogradMLP(**args)
+    module = NumpyNetModule(decayed)
+    weights = [p for name, p in module.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in module.named_parameters() if name.endswith("bias")]
+    opt_decayed = NumpySGD([{"params": weights, "weight_decay": 2 * lam}, {"params": biases}], lr=0.2)
+    opt_penalised = NumpySGD(NumpyNetModule(penalised).parameters(), lr=0.2)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        x, y = rng.normal(size=(4, 6)), rng.integers(0, 3, 4)
+        decayed.loss_and_backward(x, y)
+        opt_decayed.step()
+        penalised.zero_grad()
+        loss = ops.cross_entropy(penalised.forward(x), y)
+        for linear in penalised.linears:
+            loss = loss + lam * (linear.weight * linear.weight).sum()
+        loss.backward()
+        opt_penalised.step()
+    for (name, a, _), (_, b, _) in zip(decayed.named_arrays(), penalised.named_arrays()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=name)
+    undecayed = AutogradMLP(**args)
+    assert np.linalg.norm(decayed.linears[0].weight.data) < np.linalg.norm(undecayed.linears[0].weight.data), "decay must shrink W"
 
 
 def test_state_survives_a_weights_only_round_trip() -> None:
