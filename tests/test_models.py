@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,20 @@ def test_numpy_model_resumes_identically_with_momentum(batches_dir: Path, tmp_pa
         assert torch.equal(a["state_dict"][key], value), f"{key} differs after resume"
     buffers = [(a["optimizer_states"][0]["state"][i]["momentum_buffer"], s["momentum_buffer"]) for i, s in b["optimizer_states"][0]["state"].items()]
     assert len(buffers) == 4 and all(torch.equal(x, y) for x, y in buffers)
+
+
+def test_numpy_model_steps_its_scheduler_per_step_or_per_epoch(batches_dir: Path, tmp_path: Path) -> None:
+    """Manual optimisation: the NumPy base steps the scheduler itself, honouring ``scheduler_interval``."""
+    runs = tmp_path / "runs"
+    lr = ["--model.optimizer.init_args.lr", "0.01"]
+    run_cli(*_args("numpy_mlp", batches_dir, runs, *lr, "--run_name", "step", "--trainer.max_steps", "7",
+                   "--model.scheduler", "torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size", "2", "--model.scheduler.gamma", "0.5"))
+    rows = list(csv.DictReader(open(runs / "step" / "version_0" / "lr_schedule.csv")))
+    assert [float(r["opt0_group0"]) for r in rows] == pytest.approx([0.01 * 0.5 ** (k // 2) for k in range(7)], rel=1e-12)
+    run_cli(*_args("numpy_mlp", batches_dir, runs, *lr, "--run_name", "epoch", "--trainer.max_steps", "12", "--model.scheduler_interval", "epoch",
+                   "--model.scheduler", "torch.optim.lr_scheduler.ExponentialLR", "--model.scheduler.gamma", "0.1"))
+    per_epoch = {int(r["epoch"]): float(r["opt0_group0"]) for r in csv.DictReader(open(runs / "epoch" / "version_0" / "lr_schedule.csv"))}
+    assert list(per_epoch.values()) == pytest.approx([0.01, 0.001], rel=1e-12), "6 steps per epoch: one decay between the two epochs"
 
 
 @pytest.mark.parametrize(
