@@ -102,6 +102,7 @@ def test_numpy_model_steps_its_scheduler_per_step_or_per_epoch(batches_dir: Path
         (["--model.init", "xavier"], "Expected a typing.Literal['default', 'course', 'he']. Got value: xavier"),
         (["--model.optimizer.init_args.momentum", "1.5"], "--model.optimizer.init_args.momentum must be in [0, 1), got 1.5"),
         (["--model.lr", "0.1"], "Option 'lr' is not accepted"),  # the learning rate is the optimizer's, as for every model
+        (["--model.label_smoothing", "0.1"], "--model.label_smoothing must be 0 for the NumPy models (their cross-entropy has none), got 0.1"),
     ],
 )
 def test_numpy_model_flags_are_checked_before_any_data_is_read(flags: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
