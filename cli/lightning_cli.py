@@ -143,7 +143,7 @@ class CIFARCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, MisconfigurationException) as exc:
-            raise ConfigError(_first_line(exc)) from exc
+            raise ConfigError(_first_line(_root_cause(exc))) from exc
 
     def after_instantiate_classes(self) -> None:
         if self.subcommand is None:
@@ -167,13 +167,25 @@ class CIFARCLI(LightningCLI):
         try:
             optimizer = factory([torch.nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"--model.optimizer: {_first_line(exc)}") from exc
+            raise ConfigError(_named(_first_line(exc), "--model.optimizer")) from exc
         scheduler = getattr(self.model, "scheduler_factory", None)
         if callable(scheduler):
             try:
                 self.model.build_scheduler(optimizer, total_steps=1000)
             except (ValueError, TypeError, ZeroDivisionError) as exc:
-                raise ConfigError(f"--model.scheduler: {_first_line(exc)}") from exc
+                raise ConfigError(_named(_first_line(exc), "--model.scheduler")) from exc
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """jsonargparse wraps a constructor's own error (which names the flag) in its own union-type error."""
+    while (inner := exc.__cause__ or exc.__context__) is not None and isinstance(inner, (ValueError, TypeError, MisconfigurationException)):
+        exc = inner
+    return exc
+
+
+def _named(message: str, flag: str) -> str:
+    """torch's messages ("Invalid learning rate: -0.1") don't say which flag; ours already do."""
+    return message if message.startswith("--") else f"{flag}: {message}"
 
 
 def _first_line(exc: BaseException) -> str:

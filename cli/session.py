@@ -72,7 +72,7 @@ class RunSession:
         self._finish_loggers(status)
         restore_csv_history(plan.run_dir)
         if discard_if_empty(plan):
-            if exc is not None and not isinstance(exc, SystemExit):
+            if exc is not None and self.trainer is not None and self.trainer.state.stage is not None:
                 print(f"The run stopped before producing anything; its directory {plan.run_dir} was removed.", file=sys.stderr)
             return
         step = int(self.trainer.global_step) if self.trainer is not None else 0

@@ -4,10 +4,11 @@ Adding a model is one new file here that subclasses :class:`ClassifierModule` an
 import it below so ``--model NAME`` finds it.
 """
 
+from lit_models.autograd_mlp import AutogradMLPClassifier
 from lit_models.base import ClassifierModule
 from lit_models.mlp import MLPClassifier
 from lit_models.numpy_mlp import NumpyMLPClassifier
 from lit_models.vgg import VGGClassifier
 from lit_models.wn_mlp import WeightNormMLPClassifier
 
-__all__ = ["ClassifierModule", "MLPClassifier", "NumpyMLPClassifier", "VGGClassifier", "WeightNormMLPClassifier"]
+__all__ = ["AutogradMLPClassifier", "ClassifierModule", "MLPClassifier", "NumpyMLPClassifier", "VGGClassifier", "WeightNormMLPClassifier"]

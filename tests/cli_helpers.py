@@ -55,3 +55,21 @@ def only_run_dir(runs_dir: Path) -> Path:
 
 def state_dict_of(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def refusal(capsys: object, *args: str) -> str:
+    """Run the CLI in-process expecting it to refuse the arguments; return its one-line message.
+
+    Parser and range errors exit with code 2 after printing ``error: ...``; values refused by a constructor or
+    the optimizer raise ``ConfigError`` (which ``python train.py`` prints the same way, exiting with 2).
+    """
+    import pytest
+
+    from cli.lightning_cli import ConfigError
+
+    with pytest.raises((SystemExit, ConfigError)) as exc:
+        run_cli(*args)
+    if isinstance(exc.value, ConfigError):
+        return str(exc.value)
+    assert exc.value.code == 2, exc.value.code
+    return capsys.readouterr().err.strip().splitlines()[-1]
