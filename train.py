@@ -30,13 +30,14 @@ from cli.cpu_allocator import tune_cpu_allocator
 from cli.lightning_cli import CIFARCLI, ConfigError
 from cli.loggers import LoggerConfigError
 from cli.parser import USAGE_ERROR_EXIT_CODE
+from cli.run_dirs import RunDirBusy
 from cli.session import RunSession
 from datamodules import CIFAR10DataModule, DataError
 from lit_models import ClassifierModule
 from lit_models.base import CheckpointMismatchError
 
 DIVERGED_EXIT_CODE = 3
-USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException)
+USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException, RunDirBusy)
 
 
 def quiet_false_alarms() -> None:

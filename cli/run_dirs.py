@@ -9,6 +9,7 @@ it, so no file of an earlier run changes. A run that fails or is refused before 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -150,6 +151,33 @@ def share_with_workers(plan: RunPlan) -> None:
         os.environ.pop(RESUME_CKPT_ENV, None)
     if job := slurm_job():
         (plan.run_dir / SLURM_JOB_FILE).write_text(job + "\n")
+
+
+class RunDirBusy(RuntimeError):
+    """Another live process is training in this run directory."""
+
+
+_held_locks: dict[Path, int] = {}  # open descriptors: the OS also releases them when the process dies, however
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """One training process per run directory: a second one (a study re-launched while an orphaned run
+    still trains, two shells resuming the same run) is refused instead of interleaving checkpoints."""
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode().strip() or "another process"
+        os.close(fd)
+        raise RunDirBusy(f"{run_dir} is in use by process {holder}, which is still training there; wait for it or stop it first.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_locks[run_dir] = fd
+
+
+def unlock_run_dir(run_dir: Path) -> None:
+    if (fd := _held_locks.pop(run_dir, None)) is not None:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def worth_keeping(run_dir: Path) -> bool:

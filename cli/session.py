@@ -20,7 +20,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from callbacks.divergence import DivergenceError
 from callbacks.interrupts import RunInterrupted
 from cli.loggers import restore_csv_history, set_aside_csv_history
-from cli.run_dirs import CONFIG_FILE, RunPlan, discard_if_empty, share_with_workers, write_status
+from cli.run_dirs import CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, share_with_workers, unlock_run_dir, write_status
 
 
 def process_rank() -> int:
@@ -45,6 +45,8 @@ class RunSession:
         self.plan, self.saved_config, self.subcommand = plan, saved_config, subcommand
         if process_rank() != 0:
             return
+        if subcommand == "fit":
+            lock_run_dir(plan.run_dir)
         config = plan.run_dir / CONFIG_FILE
         if not config.is_file():
             config.write_text(saved_config)
@@ -61,6 +63,7 @@ class RunSession:
     def discard(self) -> None:
         """The run was refused after its directory was made: remove the directory, forget the run."""
         if self.plan is not None and process_rank() == 0:
+            unlock_run_dir(self.plan.run_dir)
             discard_if_empty(self.plan)
         self.plan = None
 
@@ -68,6 +71,7 @@ class RunSession:
         plan = self.plan
         if plan is None or process_rank() != 0:
             return
+        unlock_run_dir(plan.run_dir)
         status = self._status(exc)
         self._finish_loggers(status)
         restore_csv_history(plan.run_dir)

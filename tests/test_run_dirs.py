@@ -89,3 +89,25 @@ def test_paths_that_would_point_runs_at_one_folder_are_refused(flag: str, batche
         run_cli("fit", *base_args(batches_dir, tmp_path / "runs", flag, str(tmp_path / "shared"), logger=logger))
     assert exc.value.code == 2 and flag in capsys.readouterr().err
     assert not list((tmp_path / "runs").glob("*/version_*"))
+
+
+def test_a_second_process_cannot_train_in_a_run_directory_in_use(batches_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from cli.run_dirs import RunDirBusy
+
+    runs = tmp_path / "runs"
+    run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "2", "--run_name", "busy"))
+    run_dir = runs / "busy" / "version_0"
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); from cli.run_dirs import lock_run_dir; "
+                               f"from pathlib import Path; lock_run_dir(Path({str(run_dir)!r})); print('locked', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirBusy, match=f"in use by process {holder.pid}"):
+            run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "4", "--run_name", "busy", "--ckpt_path", "last"))
+    finally:
+        holder.communicate("")
+    resumed = run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "4", "--run_name", "busy", "--ckpt_path", "last"))
+    assert resumed.trainer.global_step == 4, "the lock dies with its process"
