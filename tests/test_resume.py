@@ -92,6 +92,7 @@ def test_sigint_and_sigterm_save_the_current_step_and_the_printed_command_resume
     resumed = run_script(*command.group(1).split())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(run_dir, reference, with_logger_file=True)
+    assert not list(run_dir.glob("config.resume-*.yaml")), "the printed command resumes with the run's own config"
     assert '"segments": 2' in (run_dir / "status.json").read_text() and '"completed"' in (run_dir / "status.json").read_text()
 
 
