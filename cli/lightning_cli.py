@@ -93,6 +93,8 @@ class CIFARCLI(LightningCLI):
         ckpt = self.session.requested_ckpt
         if ckpt == "best":
             usage_error("--ckpt_path best only means something inside a running Trainer; pass 'last' or a checkpoint file")
+        if ckpt == "last" and self.subcommand != "fit":
+            usage_error(f"--ckpt_path last resumes training (fit); {self.subcommand} needs a checkpoint file, e.g. runs/<name>/version_<k>/checkpoints/best.ckpt")
         if ckpt and ckpt != "last" and self.session.checkpoint is None:
             self.session.checkpoint = read_checkpoint(ckpt)  # safety first: no pickled code runs
         saved = self._config_to_save(cfg)

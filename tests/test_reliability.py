@@ -163,3 +163,9 @@ def test_out_of_range_trainer_flags_are_one_line_errors_before_any_data_is_read(
     err = capsys.readouterr().err.strip().splitlines()
     assert exc.value.code == 2 and err[-1].startswith(f"error: --trainer.{flag}") and value in err[-1], err[-3:]
     assert not list((tmp_path / "runs").glob("*/version_*"))
+
+
+@pytest.mark.parametrize("sub,ckpt", [("test", "last"), ("validate", "best"), ("fit", "best")])
+def test_symbolic_checkpoints_that_mean_nothing_here_are_refused(sub: str, ckpt: str, batches_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    message = refusal(capsys, sub, *base_args(batches_dir, tmp_path / "runs", "--ckpt_path", ckpt))
+    assert f"--ckpt_path {ckpt}" in message
