@@ -9,6 +9,7 @@ the plots into ``DIR`` (default ``runs/studies/<name>``). Exit codes: 0 every ru
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -92,14 +93,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"W&B sweep written to {path}; run `wandb sweep {path}`, then `wandb agent <sweep-id>` on each machine (from the repository root).")
             return 0
         check_flags(spec, extra)
-        lock_study_dir(out, shared=spec.search is not None)
-        cells = [] if spec.search else spec.cells()
-        claim(out, spec, extra, [c.name for c in cells])
+        lock = lock_study_dir(out, shared=spec.search is not None)
     except (StudySpecError, StudyDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    runner = StudyRunner(spec, out, extra, jobs=args.jobs)
-    print(f"Study {spec.name}: {out}  ({'search' if spec.search else f'{len(cells)} cells'} x {len(spec.seeds)} seeds, {args.jobs} at once)", flush=True)
+    try:
+        return _run(spec, out, extra, args.jobs, started)
+    except StudyDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        os.close(lock)  # releases the study directory (the OS does it too if this process dies)
+
+
+def _run(spec: StudySpec, out: Path, extra: list[str], jobs: int, started: float) -> int:
+    cells = [] if spec.search else spec.cells()
+    claim(out, spec, extra, [c.name for c in cells])
+    runner = StudyRunner(spec, out, extra, jobs=jobs)
+    print(f"Study {spec.name}: {out}  ({'search' if spec.search else f'{len(cells)} cells'} x {len(spec.seeds)} seeds, {jobs} at once)", flush=True)
     try:
         if spec.search:
             cells = _run_search(spec, out, runner)
