@@ -13,7 +13,6 @@ import io
 import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 # Set per run by the study itself: a study file or a command line that sets them is refused.
@@ -90,9 +89,3 @@ class FitParser:
             return (lines[-1] if lines else "refused by train.py's parser").removeprefix("error: ")
         problems = trainer_range_errors(config.fit.trainer)
         return " | ".join(problems) if problems else None
-
-
-def check_config_file(path: Path) -> str | None:
-    if not path.is_file():
-        return f"config file '{path}' not found"
-    return None

@@ -80,7 +80,7 @@ def _mark_bad(ax: Any, members: list[CellSummary], xs: list[Any]) -> None:
         for status, color in (("diverged", "tab:red"), ("failed", "tab:gray")):
             if counts.get(status):
                 ax.plot([x], [0.04], "X", color=color, ms=11, mew=1, transform=ax.get_xaxis_transform(), label=status, clip_on=False)
-                ax.annotate(f"{counts[status]}/{len(s.runs)} {status}", (x, 0.09), xycoords=("data", "axes fraction"), ha="center", fontsize=7, color=color)
+                ax.annotate(f"{counts[status]}/{len(s.runs)}\n{status}", (x, 0.09), xycoords=("data", "axes fraction"), ha="center", fontsize=7, color=color)
 
 
 def _dedupe_legend(ax: Any) -> None:
