@@ -87,14 +87,17 @@ def differing_keys(runs: list[RunInfo]) -> list[str]:
 
 
 def _common_parent(paths: list[Path]) -> Path:
-    parts = [p.resolve().parts for p in paths]
-    common = [c[0] for c in zip(*parts) if len(set(c)) == 1]
+    common: list[str] = []
+    for part in zip(*(p.resolve().parts for p in paths)):
+        if len(set(part)) > 1:
+            break
+        common.append(part[0])
     return Path(*common) if common else Path("/")
 
 
 def rows(runs: list[RunInfo]) -> tuple[list[str], list[list[str]]]:
     keys = differing_keys(runs)
-    base = _common_parent([r.path for r in runs]) if len(runs) > 1 else runs[0].path.parent
+    base = _common_parent([r.path for r in runs]) if len(runs) > 1 else runs[0].path.resolve().parent.parent
     header = ["run", *keys, "status", "best val acc", "last val acc", "test acc", "steps", "wall s"]
     body = []
     for r in runs:
@@ -109,18 +112,26 @@ def _fmt(value: float | None) -> str:
 
 
 def overlay(runs: list[RunInfo], labels: list[str], path: Path) -> Path:
+    """Training loss (running mean) and validation accuracy of every run; diverged runs dashed, their
+    exploding losses leaving through the top of the axis."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4.5))
+    top = []
     for r, label, color in zip(runs, labels, colors(len(runs))):
+        diverged = r.status == "diverged"
+        label += " (diverged)" if diverged else ""
         finite = [(s, v) for s, v in zip(r.steps, smooth(r.loss, max(1, len(r.loss) // 60))) if math.isfinite(v)]
-        if finite:
-            ax_loss.plot(*zip(*finite), color=color, lw=1, label=label)
+        ax_loss.plot(*(zip(*finite) if finite else ([], [])), "--" if diverged else "-", color=color, lw=1, label=label)
+        if finite and not diverged:
+            top.append(max(v for _, v in finite))
         if r.val_steps:
             ax_acc.plot(r.val_steps, r.val_acc, "o-", ms=3, color=color, lw=1, label=label)
+    if top:
+        ax_loss.set_ylim(0, 1.1 * max(top))
     ax_loss.set(xlabel="step", ylabel="training loss (running mean)", title="training loss")
     ax_acc.set(xlabel="step", ylabel="validation accuracy", title="validation accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=7)
+    ax_loss.legend(fontsize=7)
     return save_figure(fig, path)
 
 
@@ -129,7 +140,7 @@ def compare(paths: list[Path], out: Path) -> str:
     header, body = rows(runs)
     with open(out / "comparison.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([header, *body])
-    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (len(header) - 6) + ["---:"] * 6) + "|", *("| " + " | ".join(row) + " |" for row in body)])
+    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (len(header) - 5) + ["---:"] * 5) + "|", *("| " + " | ".join(row) + " |" for row in body)])
     keys = differing_keys(runs)
     labels = [", ".join(f"{k.rsplit('.', 1)[-1]}={format_value(r.config.get(k))}" for k in keys[:3]) or row[0] for r, row in zip(runs, body)]
     overlay(runs, labels, out / "learning_curves.png")
