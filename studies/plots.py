@@ -90,8 +90,9 @@ def _dedupe_legend(ax: Any) -> None:
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
 
 
-def _mean_curve(curves: list[tuple[list[int], list[float]]], window: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and std over runs at every step that any run reached (finite values only), optionally smoothed."""
+def _mean_curve(curves: list[tuple[list[int], list[float]]], window: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps, and the mean, min and max over runs at every step any run reached (finite values only),
+    optionally smoothed. A min-max band stays positive, so it also works on a log axis."""
     by_step: dict[int, list[float]] = defaultdict(list)
     for steps, values in curves:
         if window > 1:
@@ -101,8 +102,7 @@ def _mean_curve(curves: list[tuple[list[int], list[float]]], window: int = 1) ->
                 by_step[s].append(v)
     steps = sorted(by_step)
     mean = np.array([statistics.fmean(by_step[s]) for s in steps])
-    std = np.array([statistics.pstdev(by_step[s]) if len(by_step[s]) > 1 else 0.0 for s in steps])
-    return np.array(steps), mean, std
+    return np.array(steps), mean, np.array([min(by_step[s]) for s in steps]), np.array([max(by_step[s]) for s in steps])
 
 
 def smooth(values: list[float], window: int) -> list[float]:
@@ -121,10 +121,11 @@ def smooth(values: list[float], window: int) -> list[float]:
 
 
 def learning_curves(summaries: list[CellSummary], spec: StudySpec, out: Path) -> Path:
-    """Per cell: training loss (running mean) and validation accuracy, mean over completed seeds with a ±std
-    band; a cell with no completed run shows its diverged/failed runs dashed."""
+    """Per cell: training loss (running mean) and validation accuracy, mean over completed seeds with a
+    min-max band; a cell with no completed run shows its diverged/failed runs dashed."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 4.8))
-    top = []
+    top: list[float] = []
+    bottom: list[float] = []
     for s, color in zip(summaries, colors(len(summaries))):
         runs = s.ok or [r for r in s.runs if r.steps]
         if not runs:
@@ -132,24 +133,28 @@ def learning_curves(summaries: list[CellSummary], spec: StudySpec, out: Path) ->
         style = "-" if s.ok else "--"
         label = s.cell.name + ("" if s.ok else f" ({', '.join(s.counts())})")
         longest = max(len(r.steps) for r in runs)
-        steps, mean, std = _mean_curve([(r.steps, r.loss) for r in runs], window=max(1, longest // 60))
+        steps, mean, low, high = _mean_curve([(r.steps, r.loss) for r in runs], window=max(1, longest // 60))
         if len(steps):
             ax_loss.plot(steps, mean, style, color=color, lw=1.2, label=label)
             if s.ok:
-                ax_loss.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-                top.append(float(np.nanmax(mean + std)))
-        steps, mean, std = _mean_curve([(r.val_steps, r.val_acc) for r in runs])
+                ax_loss.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
+                top.append(float(np.nanmax(high)))
+                bottom.append(float(np.nanmin(low)))
+        steps, mean, low, high = _mean_curve([(r.val_steps, r.val_acc) for r in runs])
         if len(steps):
             ax_acc.plot(steps, mean, style, marker="o", ms=3, color=color, lw=1.2, label=label)
-            ax_acc.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15, lw=0)
-    if top:
+            ax_acc.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
+    if top and min(bottom) > 0 and max(top) / min(bottom) >= 100:  # cells whose losses differ by decades
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylim(0.8 * min(bottom), 1.5 * max(top))
+    elif top:
         ax_loss.set_ylim(0, 1.1 * max(top))  # diverged runs' losses leave through the top
     ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("training loss (running mean)")
-    ax_loss.set_title("training loss, mean ± std over seeds")
+    ax_loss.set_ylabel("training loss (running mean)" + (", log scale" if ax_loss.get_yscale() == "log" else ""))
+    ax_loss.set_title("training loss: mean over seeds, band min-max")
     ax_acc.set_xlabel("step")
     ax_acc.set_ylabel("validation accuracy")
-    ax_acc.set_title("validation accuracy, mean ± std over seeds")
+    ax_acc.set_title("validation accuracy: mean over seeds, band min-max")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
     ax_loss.legend(fontsize=7, loc="best", ncol=1 + len(summaries) // 8)
