@@ -84,7 +84,7 @@ def configure_loggers(logger: Any, run_dir: Path) -> Any:
             one.class_path = QUIET_WANDB_CLASS  # same logger, minus a false-alarm warning (see lightning_internals)
             init.offline = bool(init.get("offline")) or wandb_should_run_offline()
             init.project = init.get("project") or DEFAULT_PROJECT
-            init.name = init.get("name") or f"{run_dir.parent.name}/{run_dir.name}"
+            init.name = init.get("name") or os.environ.get("WANDB_NAME") or f"{run_dir.parent.name}/{run_dir.name}"  # studies set WANDB_NAME
             init.id = init.get("id") or wandb_run_id(run_dir)
         elif short in ("CSVLogger", "TensorBoardLogger"):
             init.name, init.version = "", ""  # straight into save_dir: no lightning_logs/version_k nesting

@@ -1,11 +1,32 @@
-"""Applies the shared init schemes (:mod:`lit_models.components.mlp_choices`) to ``torch.nn.Linear`` layers."""
+"""The shared MLP choices (:mod:`lit_models.components.mlp_choices`) for PyTorch modules: activation modules
+and the init schemes applied to ``torch.nn.Linear`` layers."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
-from lit_models.components.mlp_choices import Distribution, linear_init
+from lit_models.components.mlp_choices import Distribution, check_activation, linear_init
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+
+
+def make_activation(activation: str) -> nn.Module:
+    """A fresh module for the named activation (``relu``/``sigmoid``/``tanh``): the same names as the NumPy MLPs."""
+    return _ACTIVATIONS[check_activation(activation)]()
+
+
+def init_linears_(module: nn.Module, init: str) -> nn.Module:
+    """Redraw every Linear layer of ``module`` from scheme ``init`` (global RNG, so ``seed_everything`` fixes it).
+
+    ``default`` leaves the layers as ``nn.Linear`` drew them: the same distribution, and the same random
+    stream as before this choice existed, so runs recorded without it are reproduced exactly.
+    """
+    if init != "default":
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                init_linear_(layer, init)
+    return module
 
 
 def _fill_(tensor: Tensor, dist: Distribution, generator: torch.Generator | None) -> None:
