@@ -195,15 +195,42 @@ def discard_if_empty(plan: RunPlan) -> bool:
     return True
 
 
-def write_status(run_dir: Path, status: str, global_step: int, seconds: float, error: str | None = None) -> None:
-    """``status.json``: how the run ended (completed, interrupted, diverged, failed), its step, and its wall time
-    summed over every resumed segment. Scripts that run many runs (studies) read it."""
+def _read_status(run_dir: Path) -> dict:
     path = run_dir / STATUS_FILE
-    previous = json.loads(path.read_text()) if path.is_file() else {}
-    record = {"status": status, "global_step": int(global_step), "wall_s": round(float(previous.get("wall_s", 0.0)) + seconds, 1),
-              "segments": int(previous.get("segments", 0)) + 1}
-    if error:
-        record["error"] = error
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_status_record(run_dir: Path, record: dict) -> None:
+    path = run_dir / STATUS_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+def start_segment(run_dir: Path, global_step: int) -> None:
+    """Marks ``status.json`` ``running`` for a new training segment (a first launch or a resume).
+
+    A segment killed outright (SIGKILL, a node failure) never reaches :func:`write_status`; the next segment
+    finds its ``running`` record and credits it with the time up to its newest ``last.ckpt`` (the work the
+    resume builds on), so ``wall_s`` and ``segments`` stay true after any kind of interruption."""
+    previous = _read_status(run_dir)
+    wall = float(previous.get("wall_s", 0.0))
+    if previous.get("status") == "running" and "segment_started" in previous:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            wall += max(0.0, last.stat().st_mtime - float(previous["segment_started"]))
+    record = {"status": "running", "global_step": int(global_step), "wall_s": round(wall, 1),
+              "segments": int(previous.get("segments", 0)) + 1, "segment_started": time.time()}
+    _write_status_record(run_dir, record)
+
+
+def write_status(run_dir: Path, status: str, global_step: int, seconds: float, error: str | None = None) -> None:
+    """``status.json``: how the run ended (completed, interrupted, diverged, failed), its step, and its wall time
+    summed over every resumed segment. Scripts that run many runs (studies) read it."""
+    previous = _read_status(run_dir)
+    counted = previous.get("status") == "running"  # start_segment already counted this segment
+    record = {"status": status, "global_step": int(global_step), "wall_s": round(float(previous.get("wall_s", 0.0)) + seconds, 1),
+              "segments": int(previous.get("segments", 0)) + (0 if counted else 1)}
+    if error:
+        record["error"] = error
+    _write_status_record(run_dir, record)

@@ -20,7 +20,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from callbacks.divergence import DivergenceError
 from callbacks.interrupts import RunInterrupted
 from cli.loggers import restore_csv_history, set_aside_csv_history
-from cli.run_dirs import CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, share_with_workers, unlock_run_dir, write_status
+from cli.run_dirs import CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, share_with_workers, start_segment, unlock_run_dir, write_status
 
 
 def process_rank() -> int:
@@ -47,6 +47,7 @@ class RunSession:
             return
         if subcommand == "fit":
             lock_run_dir(plan.run_dir)
+            start_segment(plan.run_dir, int(self.checkpoint.get("global_step", 0)) if plan.resumed_in_place and self.checkpoint else 0)
         config = plan.run_dir / CONFIG_FILE
         if not config.is_file():
             config.write_text(saved_config)

@@ -6,6 +6,7 @@ One uninterrupted reference run is shared by all cases; each case interrupts the
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -72,8 +73,14 @@ def test_sigkill_right_after_a_validation_then_resume_writes_the_same_outputs(da
     run_dir = runs / "kill" / "version_0"
     assert (run_dir / "config.yaml").is_file(), "an interrupted run keeps its resolved config"
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    killed = json.loads((run_dir / "status.json").read_text())
+    assert killed["status"] == "running", "a killed run is not mistaken for a finished one"
+    killed_segment_s = (run_dir / "checkpoints" / "last.ckpt").stat().st_mtime - killed["segment_started"]
     resumed = run_script("fit", *args, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "completed" and status["segments"] == 2, status
+    assert status["wall_s"] >= round(killed_segment_s, 1) > 0, "the killed segment's time up to its last.ckpt is counted"
     # metrics.csv is flushed every 100 steps by CSVLogger: a SIGKILL loses the unflushed rows (signals don't).
     assert_same_run(run_dir, reference, with_logger_file=False)
 
