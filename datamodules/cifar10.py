@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from datamodules.augment import normalize
 from datamodules.in_memory_loader import InMemoryLoader
 from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, load_cifar10
 
@@ -33,6 +34,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         preprocessing: ``standardize`` = per-channel mean/std of the training split on 0..1 pixels;
             ``mean_image`` = the course's: subtract the mean training image, keep 0..255 units.
         augment: random crop (``crop_padding``) and horizontal flip (``flip``) on training batches.
+        flip: ``true`` mirrors a random half of each batch; ``alternate`` mirrors each image in every
+            other epoch (a seeded half in even epochs, the rest in odd ones); ``false`` never.
+        crop_padding_mode: ``zeros`` (the mean colour) or ``reflect`` (mirrored border pixels).
         drop_last: drop the last incomplete training batch.
         shuffle_seed: seed of the per-epoch shuffle; None follows ``seed_everything``.
         archive_md5: expected MD5 of ``cifar-10-python.tar.gz``; null skips the check.
@@ -50,11 +54,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         preprocessing: Preprocessing = "standardize",
         augment: bool = False,
         crop_padding: int = 4,
-        flip: bool = True,
+        flip: bool | Literal["alternate"] = True,
         drop_last: bool = False,
         shuffle_seed: int | None = None,
         archive_md5: str | None = OFFICIAL_MD5,
         data_on_device: bool = True,
+        crop_padding_mode: Literal["zeros", "reflect"] = "zeros",
     ):
         super().__init__()
         for name, value, low in (("val_size", val_size, 0), ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1), ("crop_padding", crop_padding, 0)):
@@ -62,6 +67,10 @@ class CIFAR10DataModule(L.LightningDataModule):
                 raise ValueError(f"--data.{name} must be >= {low}, got {value}")
         if preprocessing not in ("standardize", "mean_image"):
             raise ValueError(f"--data.preprocessing must be 'standardize' or 'mean_image', got {preprocessing!r}")
+        if flip not in (True, False, "alternate"):
+            raise ValueError(f"--data.flip must be true, false or 'alternate', got {flip!r}")
+        if crop_padding_mode not in ("zeros", "reflect"):
+            raise ValueError(f"--data.crop_padding_mode must be 'zeros' or 'reflect', got {crop_padding_mode!r}")
         self.save_hyperparameters()
         self.classes = CLASSES
         self.images: Tensor | None = None
@@ -106,6 +115,17 @@ class CIFAR10DataModule(L.LightningDataModule):
     @property
     def val_y(self) -> Tensor:
         return self.labels[self.val_idx]
+
+    def train_images(self, max_n: int | None = None) -> Tensor:
+        """Up to ``max_n`` training-split images (a subset fixed by ``split_seed``), normalised exactly as the
+        training loader normalises them, before augmentation: float32 NCHW on the CPU. For models that
+        initialise layers from data (the fast CNN's whitening); never touches validation or test images."""
+        if self.mean is None:
+            self.setup("fit")
+        idx = self.train_idx
+        if max_n is not None and max_n < len(idx):
+            idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.hparams.split_seed))[:max_n]].sort().values
+        return normalize(self.images.index_select(0, idx), self.mean, self.std)
 
     def _statistics(self, images: Tensor, train_idx: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalisation constants from the training split only (never validation or test).
@@ -173,6 +193,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             world_size=world,
             subset=subset,
             with_index=with_index,
+            padding_mode=self.hparams.crop_padding_mode,
         )
 
     def train_dataloader(self) -> InMemoryLoader:
