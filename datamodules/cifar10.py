@@ -200,13 +200,19 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.mean is None:
             self.setup()
         loader = self._loader(self.images, self.labels, train=True, subset=self.train_idx)
-        if self.trainer is not None and self.trainer.fit_loop.restarting:
-            # Resumed from a mid-epoch checkpoint: Lightning has restored how many batches of this epoch
-            # were trained on; continue with the next one instead of replaying the epoch.
-            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            if 0 < done < len(loader):
-                loader.start_batch = done
+        # Asked when an epoch's iteration starts, not now: the Trainer may build this loader before the
+        # checkpoint is restored (a scheduler's total_steps comes from estimated_stepping_batches).
+        loader.resume_batch = self._resume_batch
         return loader
+
+    def _resume_batch(self, num_batches: int) -> int:
+        """Resumed from a mid-epoch checkpoint: Lightning has restored how many batches of this epoch were
+        trained on; continue with the next one instead of replaying the epoch."""
+        if self.trainer is not None and self.trainer.fit_loop.restarting:
+            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+            if 0 < done < num_batches:
+                return done
+        return 0
 
     def val_dataloader(self) -> InMemoryLoader:
         if self.hparams.val_size == 0:

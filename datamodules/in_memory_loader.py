@@ -13,7 +13,7 @@ exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -92,6 +92,7 @@ class InMemoryLoader:
         self.sampler = EpochSampler(n, shuffle, seed, rank, world_size, pad=shuffle)
         self.batch_sampler = None  # read by Lightning's DataLoader checks
         self.start_batch = 0  # resume point within the next epoch; consumed by the next __iter__
+        self.resume_batch: Callable[[int], int] | None = None  # or asked for it when the next epoch starts
 
     def __len__(self) -> int:
         n = len(self.sampler)
@@ -104,6 +105,8 @@ class InMemoryLoader:
         alternate = self.augment and self.flip == "alternate"
         flips = alternating_flip_mask(self.sampler.n, self.sampler.seed, self.sampler.epoch).to(self.images.device) if alternate else None
         start, self.start_batch = self.start_batch, 0
+        if not start and self.resume_batch is not None:
+            start = self.resume_batch(len(self))
         for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
             # index_select, not images[sel]: ~15x faster on the CPU (0.04 vs 0.6 ms for 256 images).
