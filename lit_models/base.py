@@ -18,6 +18,9 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from lit_models.param_groups import apply_lr_multipliers, check_lr_multipliers, parameter_groups
+from lit_models.tta import TTA_MODES, tta_logits
+
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint of another model class or architecture."""
@@ -65,6 +68,9 @@ class ClassifierModule(L.LightningModule):
         no_weight_decay_on_norm_and_bias: bool = False,
         channels_last: bool = False,
         compile: bool = False,
+        tta: Literal["none", "flip", "flip+translate"] = "none",
+        lr_multipliers: dict[str, float] | None = None,
+        lr_multipliers_keep_weight_decay: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -75,6 +81,10 @@ class ClassifierModule(L.LightningModule):
                 self.hparams.pop(key)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if tta not in TTA_MODES:
+            raise ValueError(f"--model.tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        check_lr_multipliers(lr_multipliers or {})
+        self.tta, self.lr_multipliers, self.lr_multipliers_keep_weight_decay = tta, dict(lr_multipliers or {}), lr_multipliers_keep_weight_decay
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
         self.num_classes = num_classes
@@ -134,9 +144,14 @@ class ClassifierModule(L.LightningModule):
         self.log("train/acc", self.train_acc.compute())
         self.train_acc.reset()
 
+    def eval_logits(self, x: Tensor) -> Tensor:
+        """Logits for validate/test/predict: with test-time augmentation ``tta`` (a hyperparameter, so
+        ``--model.tta`` overrides it when evaluating a checkpoint)."""
+        return tta_logits(self, x, self.tta)
+
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self.eval_logits(x)
         loss = nn.functional.cross_entropy(logits, y)
         metric(logits, y)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True)
@@ -150,7 +165,7 @@ class ClassifierModule(L.LightningModule):
         return self._eval_step(batch, "test", self.test_acc)
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return torch.softmax(self(batch[0]).float(), dim=1)
+        return torch.softmax(self.eval_logits(batch[0]).float(), dim=1)
 
     # ------------------------------------------------------------------ checkpoints
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -178,19 +193,13 @@ class ClassifierModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """One group, or two when norms and biases are exempt from weight decay (modern CNN recipes)."""
-        if not self.no_weight_decay_on_norm_and_bias:
-            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-        decay, no_decay = [], []
-        for module in self.modules():
-            is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or "Norm" in type(module).__name__
-            for name, p in module.named_parameters(recurse=False):
-                if p.requires_grad:
-                    (no_decay if is_norm or name.endswith("bias") else decay).append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        """One group, or two when norms and biases are exempt from weight decay (modern CNN recipes), split
+        further by ``lr_multipliers`` (see :mod:`lit_models.param_groups`)."""
+        return parameter_groups(self, self.no_weight_decay_on_norm_and_bias, self.lr_multipliers)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameter_groups())
+        apply_lr_multipliers(optimizer, self.lr_multipliers_keep_weight_decay)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self._build_scheduler(optimizer)
@@ -212,4 +221,7 @@ class ClassifierModule(L.LightningModule):
         given = factory.keywords if isinstance(factory, functools.partial) else {}
         if "total_steps" in params and given.get("total_steps") is None:
             kwargs["total_steps"] = self.total_training_steps()
+        factors = [g.get("lr_multiplier", 1.0) for g in optimizer.param_groups]
+        if "max_lr" in params and isinstance(given.get("max_lr"), (int, float)) and any(f != 1.0 for f in factors):
+            kwargs["max_lr"] = [given["max_lr"] * f for f in factors]  # OneCycleLR sets each group's LR from max_lr
         return factory(optimizer, **kwargs)
