@@ -5,9 +5,10 @@ import it below so ``--model NAME`` finds it.
 """
 
 from lit_models.base import ClassifierModule
+from lit_models.fast_cnn import FastCNNClassifier
 from lit_models.mlp import MLPClassifier
 from lit_models.numpy_mlp import NumpyMLPClassifier
 from lit_models.vgg import VGGClassifier
 from lit_models.wn_mlp import WeightNormMLPClassifier
 
-__all__ = ["ClassifierModule", "MLPClassifier", "NumpyMLPClassifier", "VGGClassifier", "WeightNormMLPClassifier"]
+__all__ = ["ClassifierModule", "FastCNNClassifier", "MLPClassifier", "NumpyMLPClassifier", "VGGClassifier", "WeightNormMLPClassifier"]
