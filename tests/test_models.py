@@ -17,8 +17,12 @@ TINY = {
     "mlp": ("configs/mlp.yaml", ["--model.hidden_sizes", "[16]"]),
     "wn_mlp": ("configs/wn_mlp.yaml", ["--model.hidden_sizes", "[32,16,16]"]),
     "vgg_course": ("configs/vgg_course.yaml", ["--model.layout", "[8,M,16,M,M,M,M]"]),
-    "vgg": ("configs/vgg.yaml", ["--model.layout", "[8,M,16,M,M,M,M]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false"]),
+    # check_val_every_n_epoch null: validation every val_check_interval global steps, so the fit test's last
+    # validation is at its last step (as in vgg_course) and sees the weights last.ckpt holds
+    "vgg": ("configs/vgg.yaml", ["--model.layout", "[8,M,16,M,M,M,M]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false", "--trainer.check_val_every_n_epoch", "null"]),
     "numpy_mlp": ("configs/numpy_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
+    "fast_cnn": ("configs/fast_cnn.yaml", ["--model.widths", "[8,16,16]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false", "--trainer.check_val_every_n_epoch", "null"]),
+    "fast_cnn_cpu": ("configs/fast_cnn_cpu.yaml", ["--model.widths", "[8,16,16]", "--trainer.check_val_every_n_epoch", "null"]),
 }
 
 
