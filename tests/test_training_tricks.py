@@ -276,3 +276,20 @@ def test_bad_weight_average_values_name_the_flag() -> None:
     for kw, flag in (({"decay": 1.0}, "decay"), ({"mode": "swa"}, "mode"), ({"every_n_steps": 0}, "every_n_steps")):
         with pytest.raises(ValueError, match=f"--trainer.callbacks.{flag} must"):
             WeightAverage(**kw)
+
+
+@pytest.mark.slow
+def test_fast_cnn_ddp_replicas_agree(batches_dir: Path, tmp_path: Path) -> None:
+    """Whitening (rank 0's, broadcast), alternating flip and lookahead stay identical on 2 CPU processes."""
+    from tests.cli_helpers import run_script
+
+    cfg = tmp_path / "callbacks.yaml"
+    cfg.write_text("trainer:\n  callbacks:\n  - class_path: callbacks.weight_average.WeightAverage\n"
+                   "    init_args: {mode: lookahead, decay: 0.95, every_n_steps: 2, ramp_power: 3.0, start_step: 0}\n"
+                   "  - class_path: tests.helpers.replicas.ReplicasAgree\n")
+    res = run_script(*_fit_args(batches_dir, tmp_path / "runs", "--trainer.max_epochs", "2", "--trainer.devices", "2",
+                                "--trainer.strategy", "ddp", "--run_name", "ddp", "--config", str(cfg)), timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "replicas agree" in res.stdout
+    ckpt = torch.load(tmp_path / "runs" / "ddp" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 6 and "raw_state_dict" in ckpt, "120 images, batch 20, 2 ranks: 3 steps per epoch"
