@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import lit_models
+from lit_models.components.fast_cnn import FastCNN
 from lit_models.components.vgg import MiniVGG
 from lit_models.components.wn_mlp import WeightNormMLP
 from tests.cli_helpers import ROOT, only_run_dir, run_cli
@@ -73,6 +74,8 @@ def test_parameter_counts() -> None:
     assert count(WeightNormMLP()) == linear + sum(widths[1:]), "weight norm adds one magnitude per output unit"
     convs = [(3, 64), (64, 128), (128, 256), (256, 256), (256, 512), (512, 512), (512, 512), (512, 512)]
     assert count(MiniVGG()) == sum(9 * a * b + 2 * b for a, b in convs) + 512 * 10 + 10
+    fast = [(24, 64), (64, 64), (64, 256), (256, 256), (256, 256), (256, 256)]  # 3x3 convs, each followed by a BN
+    assert count(FastCNN()) == (24 * 3 * 4 + 24) + sum(9 * a * b + 2 * b for a, b in fast) + 256 * 10 == 1_972_792
 
 
 def test_wn_mlp_structure() -> None:
