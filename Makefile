@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: train test install clean
 
-$(STAMP): pyproject.toml
+# Installs the exact versions the tests passed with (requirements.lock); pyproject.toml holds compatible ranges.
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train import tune_cpu_allocator  # noqa: E402
+from cli.cpu_allocator import tune_cpu_allocator  # noqa: E402
 
 tune_cpu_allocator()  # as train.py does; applies to both sides of the comparison (same process, forked workers)
 

@@ -1,8 +1,8 @@
 """Stop a run the moment its training loss is NaN or infinite, instead of training on garbage for hours.
 
-Raises :class:`DivergenceError` naming the step and the last finite loss. ``last.ckpt`` is not
-overwritten with the diverged state (``LastCheckpoint`` only saves on validation/step/train end, and an
-exception skips those), so it still holds the weights from before the divergence. On a GPU, checking
+Raises :class:`DivergenceError` naming the step, the last finite loss and, if one was saved, the
+checkpoint from before the divergence (``LastCheckpoint`` runs after this callback, so the diverged
+state is never saved). On a GPU, checking
 costs one host sync, so by default it checks every step on the CPU and every 25 steps on a GPU
 (``check_every_n_steps`` overrides both).
 """
@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
+
+from callbacks.last_checkpoint import LastCheckpoint
 
 
 class DivergenceError(RuntimeError):
@@ -20,9 +23,7 @@ class DivergenceError(RuntimeError):
 
 
 class DivergenceGuard(Callback):
-    def __init__(self, check_every_n_steps: int | None = None):
-        if check_every_n_steps is not None and check_every_n_steps < 1:
-            raise ValueError(f"--divergence.check_every_n_steps must be >= 1, got {check_every_n_steps}")
+    def __init__(self, check_every_n_steps: PositiveInt | None = None):
         self.check_every_n_steps = check_every_n_steps
         self.last_finite: tuple[int, float] | None = None
 
@@ -39,8 +40,11 @@ class DivergenceGuard(Callback):
             self.last_finite = (trainer.global_step, value)
             return
         before = f"last finite loss {self.last_finite[1]:.6g} at step {self.last_finite[0]}" if self.last_finite else "no finite loss was seen"
+        saved = [p for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint) and (p := cb.path).is_file()]
+        kept = (f"{saved[0]} holds the last state saved before the divergence" if saved else
+                "no checkpoint had been saved yet (last.ckpt is written at each validation and every --last_checkpoint.every_n_train_steps steps)")
         raise DivergenceError(
             f"Training diverged: loss is {value} at step {trainer.global_step} (epoch {trainer.current_epoch}); {before}. "
-            "Stopped at once; checkpoints/last.ckpt holds the last state saved before the divergence. "
+            f"Stopped at once; {kept}. "
             "Lower the learning rate, add gradient clipping (--trainer.gradient_clip_val), or check the inputs' scale."
         )

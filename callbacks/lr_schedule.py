@@ -1,7 +1,8 @@
 """Record the learning rate of every param group at every step; plot it at the end of fit.
 
 Works with any scheduler (step, cosine, OneCycle, warm-up; per-step or per-epoch interval) because it
-reads ``optimizer.param_groups[i]["lr"]`` right before each optimizer step: the rate actually used.
+reads ``optimizer.param_groups[i]["lr"]`` right before each optimizer step: the rate actually used. The
+rate of the k-th update is recorded at step k (1, 2, ...), the step its training loss is recorded at.
 ``scripts/plot_lr_schedule.py`` draws the same plot from a config without training.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from callbacks.outputs import plt, run_dir, save_figure
+from lit_models.base import logs_at_this_step
 
 
 class LRScheduleMonitor(Callback):
@@ -27,17 +29,18 @@ class LRScheduleMonitor(Callback):
         self.lrs: dict[str, list[float]] = {}
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        self.steps.append(trainer.global_step)
+        step = trainer.global_step + 1  # the update this batch is about to make
+        self.steps.append(step)
         self.epochs.append(trainer.current_epoch)
         current = {}
         for i, opt in enumerate(trainer.optimizers):
             for j, group in enumerate(opt.param_groups):
                 current[f"opt{i}_group{j}"] = float(group["lr"])
                 self.lrs.setdefault(f"opt{i}_group{j}", []).append(current[f"opt{i}_group{j}"])
-        if trainer.loggers and trainer._logger_connector.should_update_logs:
+        if trainer.loggers and logs_at_this_step(trainer):
             # Straight to the loggers (W&B, CSV, ...) on the steps that log anyway; plain floats, no sync.
             for logger in trainer.loggers:
-                logger.log_metrics({f"lr/{k}": v for k, v in current.items()}, step=trainer.global_step)
+                logger.log_metrics({f"lr/{k}": v for k, v in current.items()}, step=step)
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.steps:

@@ -61,7 +61,7 @@ class PerClassAccuracy(Callback):
         cm = self.confusion.compute().cpu().double()  # synced across ranks
         per_class = per_class_accuracy(cm)
         for name, acc in zip(self.classes, per_class.tolist()):
-            pl_module.log(f"{stage}/acc_{name}", acc)
+            pl_module.log(f"{stage}/acc_{name}", acc, sync_dist=True)  # already global (synced confusion matrix)
         if not trainer.is_global_zero:
             return
         # Outside fit, global_step is 0; the evaluated weights are those of the loaded checkpoint.

@@ -1,27 +1,33 @@
-"""Writes ``predict`` output as CSV: ``index,predicted_class,p_airplane,...,p_truck``."""
+"""Writes ``predict`` output as CSV: ``index,image,true_class,predicted_class,p_airplane,...,p_truck``.
+
+``image`` names each image (its path for image folders and ``--data.predict_dir``, ``test_batch[i]`` for the
+official release); ``true_class`` is empty where the label is unknown (a folder of unlabelled images).
+Rows are in the data's own order (``index``), whatever order the images were evaluated in.
+"""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch import Callback
 
 
-class PredictionCSVWriter(BasePredictionWriter):
-    """Collects per-batch softmax outputs and image indices; rank 0 writes one CSV sorted by index."""
+class PredictionCSVWriter(Callback):
+    """Collects per-batch softmax outputs and image indices; rank 0 writes one CSV sorted by index.
 
-    def __init__(self, path: str | Path, classes: Sequence[str]):
-        super().__init__(write_interval="batch")
-        self.path, self.classes = Path(path), list(classes)
+    A plain callback rather than a ``BasePredictionWriter``: the batches carry their image indices, so
+    Lightning need not (and, for an in-memory loader, cannot) infer them.
+    """
+
+    def __init__(self, path: str | Path, datamodule: Any):
+        self.path, self.datamodule = Path(path), datamodule
         self._rows: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any, batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        index = batch[2] if len(batch) > 2 else torch.arange(len(prediction)) + batch_idx * len(prediction)
-        self._rows.append((index.cpu(), prediction.float().cpu()))
+    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._rows.append((batch[2].cpu(), outputs.float().cpu()))
 
     def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not self._rows:
@@ -34,12 +40,15 @@ class PredictionCSVWriter(BasePredictionWriter):
         self._rows = []
         if not trainer.is_global_zero:
             return
+        classes = list(self.datamodule.classes)
+        names, labels = self.datamodule.prediction_targets()
         order = index.argsort()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["index", "predicted_class", *(f"p_{c}" for c in self.classes)])
+            writer.writerow(["index", "image", "true_class", "predicted_class", *(f"p_{c}" for c in classes)])
             for i in order.tolist():
-                p = probs[i]
-                writer.writerow([int(index[i]), self.classes[int(p.argmax())], *(f"{v:.6f}" for v in p.tolist())])
+                k, p = int(index[i]), probs[i]
+                truth = classes[labels[k]] if labels is not None and labels[k] >= 0 else ""
+                writer.writerow([k, names[k], truth, classes[int(p.argmax())], *(f"{v:.6f}" for v in p.tolist())])
         print(f"Predictions for {len(order)} images written to {self.path}")

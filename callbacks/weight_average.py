@@ -26,19 +26,25 @@ import math
 from typing import Any, Literal
 
 import torch
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
+
+from lit_models.base import Fraction
+
+# The CLI refuses out-of-range values from the annotations (one line naming the flag); the checks in
+# __init__ give the same message to plain Python use.
 
 
 class WeightAverage(Callback):
     def __init__(
         self,
         mode: Literal["ema", "lookahead"] = "ema",
-        decay: float = 0.999,
-        every_n_steps: int = 1,
-        ramp_power: float = 0.0,
-        start_step: int = 0,
+        decay: Fraction = 0.999,
+        every_n_steps: PositiveInt = 1,
+        ramp_power: NonNegativeFloat = 0.0,
+        start_step: NonNegativeInt = 0,
     ):
         if mode not in ("ema", "lookahead"):
             raise ValueError(f"WeightAverage: --trainer.callbacks.mode must be 'ema' or 'lookahead', got {mode!r}")
@@ -48,6 +54,8 @@ class WeightAverage(Callback):
             raise ValueError(f"WeightAverage: --trainer.callbacks.every_n_steps must be >= 1, got {every_n_steps}")
         if ramp_power < 0:
             raise ValueError(f"WeightAverage: --trainer.callbacks.ramp_power must be >= 0, got {ramp_power}")
+        if start_step < 0:
+            raise ValueError(f"WeightAverage: --trainer.callbacks.start_step must be >= 0, got {start_step}")
         self.mode, self.decay, self.every_n_steps, self.ramp_power, self.start_step = mode, decay, every_n_steps, ramp_power, start_step
         self.last_update_step = 0
         self._keys: list[str] = []

@@ -3,20 +3,28 @@
 Data is decoded once into uint8 tensors (see ``datamodules.sources``), split deterministically, moved
 as a whole to the device the model trains on, and served by :class:`InMemoryLoader`, which normalises
 and augments whole batches there.
+
+Validation, test and predict visit their images in a fixed, seeded, class-mixed order: any prefix
+(``--trainer.limit_val_batches 2``) is an unbiased sample, not the first classes of a class-ordered folder.
+The normalisation statistics and the training loader's position are part of the checkpoint, so a
+checkpoint is evaluated with exactly the preprocessing it was trained with and resumes mid-epoch exactly.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from datamodules.augment import normalize
 from datamodules.in_memory_loader import InMemoryLoader
-from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, load_cifar10
+from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, image_files, load_cifar10, read_images
 
 Preprocessing = Literal["standardize", "mean_image"]
 
@@ -41,48 +49,54 @@ class CIFAR10DataModule(L.LightningDataModule):
         shuffle_seed: seed of the per-epoch shuffle; None follows ``seed_everything``.
         archive_md5: expected MD5 of ``cifar-10-python.tar.gz``; null skips the check.
         data_on_device: keep the whole data set on the training device (GPU); False keeps it on the CPU.
+        predict_dir: ``predict`` classifies every .png/.jpg under this folder (no class folders needed)
+            instead of the test split.
     """
 
     def __init__(
         self,
         data_dir: str = "data/cifar10",
         download: bool = True,
-        val_size: int = 5000,
+        val_size: NonNegativeInt = 5000,
         split_seed: int = 0,
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
+        batch_size: PositiveInt = 128,
+        eval_batch_size: PositiveInt = 1000,
         preprocessing: Preprocessing = "standardize",
         augment: bool = False,
-        crop_padding: int = 4,
+        crop_padding: NonNegativeInt = 4,
         flip: bool | Literal["alternate"] = True,
         drop_last: bool = False,
         shuffle_seed: int | None = None,
         archive_md5: str | None = OFFICIAL_MD5,
         data_on_device: bool = True,
+        predict_dir: str | None = None,
         crop_padding_mode: Literal["zeros", "reflect"] = "zeros",
     ):
         super().__init__()
-        for name, value, low in (("val_size", val_size, 0), ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1), ("crop_padding", crop_padding, 0)):
-            if value < low:
-                raise ValueError(f"--data.{name} must be >= {low}, got {value}")
-        if preprocessing not in ("standardize", "mean_image"):
-            raise ValueError(f"--data.preprocessing must be 'standardize' or 'mean_image', got {preprocessing!r}")
-        if flip not in (True, False, "alternate"):
-            raise ValueError(f"--data.flip must be true, false or 'alternate', got {flip!r}")
-        if crop_padding_mode not in ("zeros", "reflect"):
-            raise ValueError(f"--data.crop_padding_mode must be 'zeros' or 'reflect', got {crop_padding_mode!r}")
         self.save_hyperparameters()
         self.classes = CLASSES
         self.images: Tensor | None = None
         self.mean: Tensor | None = None
-        self._device_copies: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self.std: Tensor | None = None
+        self.test_names: list[str] | None = None
+        self.predict_x: Tensor | None = None
+        self._device_copies: dict[tuple[torch.device, int], tuple[Tensor, Tensor]] = {}
+        self._train_loader: InMemoryLoader | None = None
+        self._pending_loader_state: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ data
+    def _predicting_a_folder(self) -> bool:
+        return self.hparams.predict_dir is not None and self.trainer is not None and self.trainer.state.fn == TrainerFn.PREDICTING
+
     def prepare_data(self) -> None:
         # Runs on one process per node: downloads, extracts and builds the cache before ranks read it.
-        load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5, prepare_only=True)
+        if not self._predicting_a_folder():
+            load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5, prepare_only=True)
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and self.hparams.predict_dir is not None:
+            self._setup_predict_folder()
+            return  # the normalisation statistics come with the checkpoint (load_state_dict)
         if self.images is not None:
             return
         raw = load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
@@ -91,13 +105,46 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.hparams.val_size >= n:
             raise DataError(f"--data.val_size={self.hparams.val_size} leaves no training images: '{raw.source}' has only {n}.")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        # Train and validation are index sets into one tensor (no copies: the data set is held once).
-        self.val_idx, self.train_idx = perm[: self.hparams.val_size].sort().values, perm[self.hparams.val_size :].sort().values
+        # Train and validation are index sets into one tensor (no copies: the data set is held once). Validation
+        # keeps the seeded random order: class-mixed, so any prefix of it is an unbiased sample.
+        self.val_idx, self.train_idx = perm[: self.hparams.val_size], perm[self.hparams.val_size :].sort().values
         self.images, self.labels = torch.from_numpy(raw.train_x), torch.from_numpy(raw.train_y)
         self.test_x = None if raw.test_x is None else torch.from_numpy(raw.test_x)
         self.test_y = None if raw.test_y is None else torch.from_numpy(raw.test_y)
+        self.test_names = raw.test_names
         self.source = raw.source
-        self.mean, self.std = self._statistics(self.images, self.train_idx)
+        if self.mean is None:  # a restored checkpoint's statistics take precedence
+            self.mean, self.std = self._statistics(self.images, self.train_idx)
+
+    def _setup_predict_folder(self) -> None:
+        folder = Path(self.hparams.predict_dir).expanduser()
+        files = image_files(folder)
+        self.predict_x = torch.from_numpy(read_images(files, desc=f"decoding {folder}"))
+        self.predict_names = [str(Path(f).relative_to(folder)) for f in files]
+        self.source = str(folder)
+
+    def _mixed_order(self, n: int, salt: int) -> Tensor:
+        """A fixed, seeded order of n evaluation images (class-mixed for a class-ordered folder)."""
+        return torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed * 1_000_003 + salt))
+
+    # ------------------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"mean": self.mean, "std": self.std}
+        if self._train_loader is not None:
+            state["train_loader"] = self._train_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("mean") is not None:
+            self.mean, self.std = state["mean"], state.get("std")
+        # Lightning also hands this state to the loader itself, except when ``trainer.estimated_stepping_batches``
+        # was read first (OneCycleLR's total_steps; Lightning issue #20550): then only this copy resumes it.
+        self._pending_loader_state = state.get("train_loader")
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self._train_loader is not None and self.trainer is not None and self.trainer.training:
+            self._train_loader.mark_consumed()
+        return batch
 
     # Copies of the splits, for inspection and tests; the loaders use index sets instead.
     @property
@@ -120,8 +167,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         """Up to ``max_n`` training-split images (a subset fixed by ``split_seed``), normalised exactly as the
         training loader normalises them, before augmentation: float32 NCHW on the CPU. For models that
         initialise layers from data (the fast CNN's whitening); never touches validation or test images."""
-        if self.mean is None:
-            self.setup("fit")
+        if self.images is None:
+            self.setup("fit")  # keeps statistics restored from a checkpoint (load_state_dict)
         idx = self.train_idx
         if max_n is not None and max_n < len(idx):
             idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.hparams.split_seed))[:max_n]].sort().values
@@ -166,6 +213,10 @@ class CIFAR10DataModule(L.LightningDataModule):
             return self.hparams.shuffle_seed
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
+    def _ensure_statistics(self) -> None:
+        if self.mean is None:
+            self.setup("fit")  # predicting a folder without a checkpoint: statistics from the training split
+
     def _on_device(self, x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
         """One copy per device of each tensor pair, shared by all loaders (train and val use one tensor)."""
         key = (device, x.data_ptr())
@@ -197,27 +248,19 @@ class CIFAR10DataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> InMemoryLoader:
-        if self.mean is None:
+        if self.images is None:
             self.setup()
         loader = self._loader(self.images, self.labels, train=True, subset=self.train_idx)
-        # Asked when an epoch's iteration starts, not now: the Trainer may build this loader before the
-        # checkpoint is restored (a scheduler's total_steps comes from estimated_stepping_batches).
-        loader.resume_batch = self._resume_batch
+        if self._pending_loader_state is not None:
+            loader.load_state_dict(self._pending_loader_state)
+            self._pending_loader_state = None
+        self._train_loader = loader
         return loader
-
-    def _resume_batch(self, num_batches: int) -> int:
-        """Resumed from a mid-epoch checkpoint: Lightning has restored how many batches of this epoch were
-        trained on; continue with the next one instead of replaying the epoch."""
-        if self.trainer is not None and self.trainer.fit_loop.restarting:
-            done = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-            if 0 < done < num_batches:
-                return done
-        return 0
 
     def val_dataloader(self) -> InMemoryLoader:
         if self.hparams.val_size == 0:
             return []  # type: ignore[return-value]  # Lightning skips validation on an empty iterable
-        if self.mean is None:
+        if self.images is None:
             self.setup()
         return self._loader(self.images, self.labels, train=False, subset=self.val_idx)
 
@@ -225,15 +268,27 @@ class CIFAR10DataModule(L.LightningDataModule):
         return self._test_loader(with_index=False)
 
     def predict_dataloader(self) -> InMemoryLoader:
-        """Predictions are made on the test split; batches carry image indices for the CSV."""
+        """The ``predict_dir`` images if set, else the test split; batches carry image indices for the CSV."""
+        if self.hparams.predict_dir is not None:
+            if self.predict_x is None:
+                self._setup_predict_folder()
+            self._ensure_statistics()
+            unknown = torch.full((len(self.predict_x),), -1, dtype=torch.int64)
+            return self._loader(self.predict_x, unknown, train=False, subset=self._mixed_order(len(self.predict_x), 2), with_index=True)
         return self._test_loader(with_index=True)
 
+    def prediction_targets(self) -> tuple[list[str], list[int] | None]:
+        """Names of the images ``predict`` classifies, and their labels where known (None for a folder)."""
+        if self.hparams.predict_dir is not None:
+            return self.predict_names, None
+        return self.test_names or [str(i) for i in range(len(self.test_y))], self.test_y.tolist()
+
     def _test_loader(self, with_index: bool) -> InMemoryLoader:
-        if self.mean is None:
+        if self.images is None:
             self.setup()
         if self.test_x is None:
             raise DataError(
                 f"No test split in '{self.hparams.data_dir}': the image folder has no 'test/<class>/' folders. "
                 "Add them (or use the official archive), or evaluate the validation split with `validate`."
             )
-        return self._loader(self.test_x, self.test_y, train=False, with_index=with_index)
+        return self._loader(self.test_x, self.test_y, train=False, subset=self._mixed_order(len(self.test_x), 1), with_index=with_index)

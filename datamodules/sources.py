@@ -42,7 +42,7 @@ BATCHES_DIR = "cifar-10-batches-py"
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: test-image names (file paths / official indices) for prediction files
 
 
 class DataError(RuntimeError):
@@ -51,13 +51,18 @@ class DataError(RuntimeError):
 
 @dataclass
 class RawCIFAR10:
-    """Decoded images as uint8 NCHW arrays; ``test_x`` is None when the source has no test split."""
+    """Decoded images as uint8 NCHW arrays; ``test_x`` is None when the source has no test split.
+
+    ``test_names`` say which image each test row is: its path relative to the data folder, or
+    ``test_batch[i]`` (i = its index in the official test set) for the official release.
+    """
 
     train_x: np.ndarray
     train_y: np.ndarray
     test_x: np.ndarray | None
     test_y: np.ndarray | None
     source: str
+    test_names: list[str] | None = None
 
 
 def load_cifar10(
@@ -218,6 +223,7 @@ def _read_batches(folder: Path) -> RawCIFAR10:
         test_x=test_x,
         test_y=test_y,
         source=str(folder),
+        test_names=[f"test_batch[{i}]" for i in range(len(test_y))],
     )
 
 
@@ -238,27 +244,30 @@ def _image_folder_files(root: Path) -> list[str]:
                 f"Image folder '{split_dir}' must have exactly the ten CIFAR-10 class folders {list(CLASSES)}; "
                 f"missing: {missing or 'none'}, unexpected: {extra or 'none'}."
             )
-        for c in CLASSES:
-            # Strings via scandir: sorting 50,000 Path objects alone took seconds.
-            with os.scandir(split_dir / c) as entries:
-                imgs = sorted(e.path for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES))
-            if not imgs:
-                raise DataError(f"Class folder '{split_dir / c}' holds no .png/.jpg images.")
-            files.extend(imgs)
+        files.extend(p for p, _ in _class_files(split_dir))
     return files
 
 
-def _decode_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+def _class_files(split_dir: Path) -> list[tuple[str, int]]:
+    """(path, label) of every image in ``split_dir/<class>/``, class by class, sorted within each class."""
+    paths: list[tuple[str, int]] = []
+    for y, c in enumerate(CLASSES):
+        # Strings via scandir: sorting 50,000 Path objects alone took seconds.
+        with os.scandir(split_dir / c) as entries:
+            imgs = sorted(e.path for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES))
+        if not imgs:
+            raise DataError(f"Class folder '{split_dir / c}' holds no .png/.jpg images.")
+        paths += [(p, y) for p in imgs]
+    return paths
+
+
+def read_images(paths: list[str], desc: str) -> np.ndarray:
+    """Decode 32x32 RGB image files into one uint8 NCHW array; any unreadable or wrong-size file is named."""
     from PIL import Image, UnidentifiedImageError
     from tqdm.auto import tqdm
 
-    paths = []
-    for y, c in enumerate(CLASSES):
-        with os.scandir(split_dir / c) as entries:
-            paths += [(Path(p), y) for p in sorted(e.path for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES))]
     out = np.empty((len(paths), 32, 32, 3), dtype=np.uint8)
-    labels = np.empty(len(paths), dtype=np.int64)
-    for i, (path, y) in enumerate(tqdm(paths, desc=f"decoding {split_dir}", unit="img", mininterval=1.0)):
+    for i, path in enumerate(tqdm(paths, desc=desc, unit="img", mininterval=1.0, disable=len(paths) < 2000)):
         try:
             with Image.open(path) as im:
                 if im.size != (32, 32):
@@ -266,16 +275,33 @@ def _decode_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray]:
                 out[i] = np.asarray(im.convert("RGB"))
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise DataError(f"Cannot read image '{path}' ({type(exc).__name__}: {exc}); delete or replace it.") from exc
-        labels[i] = y
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)), labels
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def _decode_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    files = _class_files(split_dir)
+    images = read_images([p for p, _ in files], desc=f"decoding {split_dir}")
+    labels = np.array([y for _, y in files], dtype=np.int64)
+    root = split_dir.parent
+    return images, labels, [os.path.relpath(p, root) for p, _ in files]
+
+
+def image_files(folder: Path) -> list[str]:
+    """Every .png/.jpg under ``folder`` (any nesting), sorted: what ``--data.predict_dir`` classifies."""
+    if not folder.is_dir():
+        raise DataError(f"--data.predict_dir '{folder}' is not a folder.")
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    if not files:
+        raise DataError(f"--data.predict_dir '{folder}' holds no .png/.jpg images.")
+    return files
 
 
 def _read_image_folder(root: Path) -> RawCIFAR10:
-    train_x, train_y = _decode_split(root / "train")
-    test_x = test_y = None
+    train_x, train_y, _ = _decode_split(root / "train")
+    test_x = test_y = names = None
     if (root / "test").is_dir():
-        test_x, test_y = _decode_split(root / "test")
-    return RawCIFAR10(train_x, train_y, test_x, test_y, source=str(root))
+        test_x, test_y, names = _decode_split(root / "test")
+    return RawCIFAR10(train_x, train_y, test_x, test_y, source=str(root), test_names=names)
 
 
 # --------------------------------------------------------------------------- cache
@@ -290,6 +316,7 @@ def _read_cache(path: Path) -> RawCIFAR10:
             test_x=z["test_x"] if has_test else None,
             test_y=z["test_y"] if has_test else None,
             source=str(z["source"]),
+            test_names=z["test_names"].tolist() if has_test else None,
         )
 
 
@@ -307,6 +334,7 @@ def _write_cache(path: Path, raw: RawCIFAR10) -> None:
                 test_y=raw.test_y if raw.test_y is not None else empty_y,
                 has_test=np.array(raw.test_x is not None),
                 source=np.array(raw.source),
+                test_names=np.array(raw.test_names or [], dtype=str),
             )
         os.replace(tmp, path)
     except OSError:

@@ -13,13 +13,29 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from jsonargparse.typing import PositiveInt, restricted_number_type
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
+from cli.lightning_internals import FastHookNameMixin
 from lit_models.param_groups import apply_lr_multipliers, check_lr_multipliers, parameter_groups
-from lit_models.tta import TTA_MODES, tta_logits
+from lit_models.tta import tta_logits
+
+# A probability-like hyperparameter: 0 allowed, 1 not (label smoothing, dropout). The CLI refuses other values.
+Fraction = restricted_number_type("Fraction", float, [(">=", 0.0), ("<", 1.0)])
+
+
+def logs_at_this_step(trainer: L.Trainer) -> bool:
+    """True on the training steps whose logged values reach the loggers (every ``log_every_n_steps``).
+
+    Lightning's own rule, written with public values; a test pins it against Lightning's decision.
+    """
+    if trainer.log_every_n_steps <= 1:
+        return True
+    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
 
 
 class CheckpointMismatchError(ValueError):
@@ -41,8 +57,9 @@ class RunningAccuracy(Metric):
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
-        self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
+        # Persistent: a run resumed mid-epoch reports the same epoch accuracy as an uninterrupted one.
+        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum", persistent=True)
+        self.add_state("total", torch.tensor(0), dist_reduce_fx="sum", persistent=True)
 
     def update(self, scores: Tensor, target: Tensor) -> None:
         # In place: reassigning a state would go through nn.Module.__setattr__ (~4 us) every step.
@@ -53,8 +70,13 @@ class RunningAccuracy(Metric):
         return self.correct.float() / self.total.clamp(min=1)
 
 
-class ClassifierModule(L.LightningModule):
-    """Cross-entropy classifier; logs ``train/loss`` (every ``log_every_n_steps``), ``train/acc`` (per epoch), ``val/loss``, ``val/acc``, ``test/*``."""
+class ClassifierModule(FastHookNameMixin, L.LightningModule):
+    """Cross-entropy classifier; logs ``train/loss`` (every ``log_every_n_steps``), ``train/acc`` (per epoch), ``val/loss``, ``val/acc``, ``test/*``.
+
+    Every logged value carries ``step`` = the number of optimizer steps taken when it was measured (the
+    training loss of the k-th batch at step k, a validation after N steps at N), the same numbers as the
+    run directory's ``train_loss.csv``/``val_acc.csv``; Lightning's ``step`` key sets the loggers' x-axis.
+    """
 
     net: nn.Module
 
@@ -63,8 +85,8 @@ class ClassifierModule(L.LightningModule):
         optimizer: OptimizerCallable = _sgd,
         scheduler: LRSchedulerCallable | None = None,
         scheduler_interval: Literal["step", "epoch"] = "step",
-        num_classes: int = 10,
-        label_smoothing: float = 0.0,
+        num_classes: PositiveInt = 10,
+        label_smoothing: Fraction = 0.0,
         no_weight_decay_on_norm_and_bias: bool = False,
         channels_last: bool = False,
         compile: bool = False,
@@ -79,11 +101,7 @@ class ClassifierModule(L.LightningModule):
             # pickle code into the checkpoint and break weights_only loading, so it is not recorded.
             if callable(self.hparams.get(key)):
                 self.hparams.pop(key)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"--model.label_smoothing must be in [0, 1), got {label_smoothing}")
-        if tta not in TTA_MODES:
-            raise ValueError(f"--model.tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
-        check_lr_multipliers(lr_multipliers or {})
+        check_lr_multipliers(lr_multipliers or {})  # regular expressions: no type annotation can refuse a bad one
         self.tta, self.lr_multipliers, self.lr_multipliers_keep_weight_decay = tta, dict(lr_multipliers or {}), lr_multipliers_keep_weight_decay
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
@@ -94,15 +112,6 @@ class ClassifierModule(L.LightningModule):
         self.train_acc = RunningAccuracy()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets ``_current_fx_name`` around every hook it calls, ~44 times per training step;
-        # nn.Module.__setattr__ checks parameters, buffers and submodules each time (~3.7 us, vs 0.4 us
-        # for a plain attribute on a 2-core CPU): 0.15 ms per step, ~4% of a course-MLP step.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: Tensor) -> Tensor:
@@ -123,31 +132,44 @@ class ClassifierModule(L.LightningModule):
         logits = self(x)
         loss = self.criterion(logits, y)
         self.train_acc.update(logits.detach(), y)
-        if self.is_logging_step():
-            self.log("train/loss", loss, prog_bar=True)
+        self.log_train_loss(loss)
         return loss
 
-    def is_logging_step(self) -> bool:
-        """True on the steps where Lightning hands logged values to the loggers (every ``log_every_n_steps``).
+    def log_train_loss(self, loss: Tensor) -> None:
+        if self.is_logging_step():
+            self.log("train/loss", loss, prog_bar=True)
+            self.log("step", float(self.global_step + 1))  # this batch's loss belongs to the step it completes
 
-        ``self.log`` costs ~1 ms of Python per call on a 2-core CPU, as much as a whole MLP step, and on
-        other steps its value would be dropped anyway; ``LearningCurves`` still records every step's loss.
-        """
-        trainer = self._trainer
-        if trainer is None or trainer.log_every_n_steps <= 1:
-            return True
-        return bool(trainer._logger_connector.should_update_logs)
+    def is_logging_step(self) -> bool:
+        """``self.log`` costs ~1 ms of Python per call on a 2-core CPU, as much as a whole MLP step, and on
+        steps that don't log its value would be dropped anyway; ``LearningCurves`` still records every step."""
+        return logs_at_this_step(self.trainer)
 
     def on_train_epoch_end(self) -> None:
         # Logged once per epoch: logging a Metric object every step costs Lightning ~2 ms (it moves the
         # metric to the device on every self.log call), more than a whole MLP step on the CPU.
-        self.log("train/acc", self.train_acc.compute())
+        # compute() already sums the counters over DDP ranks; sync_dist only tells Lightning the value is global.
+        self.log("train/acc", self.train_acc.compute(), sync_dist=True)
+        self.log("step", float(self.global_step), sync_dist=True)
         self.train_acc.reset()
 
     def eval_logits(self, x: Tensor) -> Tensor:
         """Logits for validate/test/predict: with test-time augmentation ``tta`` (a hyperparameter, so
         ``--model.tta`` overrides it when evaluating a checkpoint)."""
         return tta_logits(self, x, self.tta)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.log("step", float(self.evaluated_step()), sync_dist=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("step", float(self.evaluated_step()), sync_dist=True)
+
+    def evaluated_step(self) -> int:
+        """The step of the weights being evaluated: the current one in fit, the checkpoint's otherwise."""
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            return self.trainer.global_step
+        return self.global_step or getattr(self, "checkpoint_step", 0)
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
@@ -174,7 +196,13 @@ class ClassifierModule(L.LightningModule):
         saved_cls = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
         mine = f"{type(self).__module__}.{type(self).__qualname__}"
         if saved_cls and saved_cls.rsplit(".", 1)[-1] != type(self).__name__:
-            raise CheckpointMismatchError(f"The checkpoint holds a {saved_cls}, but the model is a {mine}. Evaluate it without --model (train.py rebuilds the model from the checkpoint).")
+            try:
+                fitting = self.trainer.state.fn == TrainerFn.FITTING
+            except RuntimeError:  # load_from_checkpoint: no Trainer attached
+                fitting = False
+            hint = ("Resume it with the run's own config (python train.py fit --config <run dir>/config.yaml --ckpt_path ...), "
+                    "or start a new run without --ckpt_path.") if fitting else "Evaluate it without --model (train.py rebuilds the model from the checkpoint)."
+            raise CheckpointMismatchError(f"The checkpoint holds a {saved_cls}, but the model is a {mine}. {hint}")
         saved = checkpoint.get("state_dict", {})
         own = self.state_dict()
         missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
@@ -202,14 +230,14 @@ class ClassifierModule(L.LightningModule):
         apply_lr_multipliers(optimizer, self.lr_multipliers_keep_weight_decay)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self._build_scheduler(optimizer)
+        scheduler = self.build_scheduler(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval}}
 
     def total_training_steps(self) -> int:
         """Optimizer steps the whole fit will take; ``scripts/plot_lr_schedule.py`` overrides it (no Trainer there)."""
         return int(self.trainer.estimated_stepping_batches)
 
-    def _build_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+    def build_scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int | None = None) -> Any:
         """Fill ``total_steps`` (OneCycleLR, WarmupCosineLR) from the trainer when the config leaves it unset."""
         factory = self.scheduler_factory
         target = factory.args[1] if isinstance(factory, functools.partial) and len(factory.args) > 1 else factory
@@ -220,7 +248,7 @@ class ClassifierModule(L.LightningModule):
             params = {}
         given = factory.keywords if isinstance(factory, functools.partial) else {}
         if "total_steps" in params and given.get("total_steps") is None:
-            kwargs["total_steps"] = self.total_training_steps()
+            kwargs["total_steps"] = self.total_training_steps() if total_steps is None else total_steps
         factors = [g.get("lr_multiplier", 1.0) for g in optimizer.param_groups]
         if "max_lr" in params and isinstance(given.get("max_lr"), (int, float)) and any(f != 1.0 for f in factors):
             kwargs["max_lr"] = [given["max_lr"] * f for f in factors]  # OneCycleLR sets each group's LR from max_lr

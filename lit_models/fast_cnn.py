@@ -16,9 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt, restricted_number_type
 
 from lit_models.base import ClassifierModule
 from lit_models.components.fast_cnn import FastCNN, patch_whitening_weights
+
+# PyTorch's BatchNorm momentum convention (the weight of the new batch): 0 would never update the statistics.
+Momentum = restricted_number_type("Momentum", float, [(">", 0.0), ("<=", 1.0)])
 
 
 class FastCNNClassifier(ClassifierModule):
@@ -26,27 +30,22 @@ class FastCNNClassifier(ClassifierModule):
 
     def __init__(
         self,
-        widths: list[int] = [64, 256, 256],  # noqa: B006
-        whiten_kernel_size: int = 2,
-        whiten_eps: float = 5e-4,
-        whiten_images: int = 5000,
-        whiten_bias_epochs: int = 3,
-        bn_momentum: float = 0.4,
-        bn_eps: float = 1e-12,
-        logit_scale: float = 1 / 9,
+        widths: list[PositiveInt] = [64, 256, 256],  # noqa: B006
+        whiten_kernel_size: PositiveInt = 2,
+        whiten_eps: PositiveFloat = 5e-4,
+        whiten_images: PositiveInt = 5000,
+        whiten_bias_epochs: NonNegativeInt = 3,
+        bn_momentum: Momentum = 0.4,
+        bn_eps: PositiveFloat = 1e-12,
+        logit_scale: PositiveFloat = 1 / 9,
         identity_init: bool = True,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        for name, value, low in (("whiten_kernel_size", whiten_kernel_size, 1), ("whiten_images", whiten_images, 1), ("whiten_bias_epochs", whiten_bias_epochs, 0)):
-            if value < low:
-                raise ValueError(f"--model.{name} must be >= {low}, got {value}")
-        if not widths or any(w <= 0 for w in widths):
+        # The ranges are the annotations' (the CLI refuses a bad value before anything is built); an empty
+        # list passes list[PositiveInt], so it is refused here (a one-line ConfigError under the CLI).
+        if not widths:
             raise ValueError(f"--model.widths must be a non-empty list of positive ints, got {widths}")
-        if not 0.0 < bn_momentum <= 1.0:
-            raise ValueError(f"--model.bn_momentum must be in (0, 1] (PyTorch's convention: the weight of the new batch), got {bn_momentum}")
-        if not whiten_eps > 0 or not logit_scale > 0:
-            raise ValueError(f"--model.whiten_eps and --model.logit_scale must be positive, got {whiten_eps} and {logit_scale}")
         self.net = FastCNN(
             widths=widths, num_classes=self.num_classes, whiten_kernel_size=whiten_kernel_size, bn_momentum=bn_momentum,
             bn_eps=bn_eps, logit_scale=logit_scale, identity_init=identity_init,

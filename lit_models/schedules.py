@@ -28,6 +28,9 @@ class TriangularLR(LRScheduler):
             raise ValueError(f"--model.scheduler.total_steps must be >= 1, got {total_steps}")
         if not 0.0 <= warmup_fraction < 1.0:
             raise ValueError(f"--model.scheduler.warmup_fraction must be in [0, 1), got {warmup_fraction}")
+        for name, value in (("start_factor", start_factor), ("peak_factor", peak_factor), ("end_factor", end_factor)):
+            if not value >= 0.0:
+                raise ValueError(f"--model.scheduler.{name} must be >= 0 (a factor on the learning rate), got {value}")
         self.total_steps, self.warmup_steps = int(total_steps), int(total_steps * warmup_fraction)
         self.start_factor, self.peak_factor, self.end_factor = start_factor, peak_factor, end_factor
         super().__init__(optimizer, last_epoch)

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from lit_models.base import ClassifierModule
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
+from lit_models.base import ClassifierModule, Fraction
+from lit_models.components.mlp_choices import Activation, Init
 from lit_models.components.wn_mlp import DEFAULT_HIDDEN, WeightNormMLP
 
 
 class WeightNormMLPClassifier(ClassifierModule):
     """``3072-2000-1000-200x7-10``, weight norm on every Linear, dropout on the first 5 layers' inputs."""
 
-    def __init__(self, hidden_sizes: list[int] = list(DEFAULT_HIDDEN), dropout: float = 0.2, dropout_layers: int = 5, **kwargs: Any):  # noqa: B008
+    def __init__(
+        self,
+        hidden_sizes: list[PositiveInt] = list(DEFAULT_HIDDEN),  # noqa: B008
+        dropout: Fraction = 0.2,
+        dropout_layers: NonNegativeInt = 5,
+        activation: Activation = "relu",
+        init: Init = "default",
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"--model.dropout must be in [0, 1), got {dropout}")
-        self.net = WeightNormMLP(hidden_sizes=hidden_sizes, num_classes=self.num_classes, dropout=dropout, dropout_layers=dropout_layers)
+        self.net = WeightNormMLP(
+            hidden_sizes=hidden_sizes, num_classes=self.num_classes, dropout=dropout, dropout_layers=dropout_layers, activation=activation, init=init
+        )

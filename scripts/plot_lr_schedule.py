@@ -21,6 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callbacks.lr_schedule import write_lr_schedule  # noqa: E402
 
+# A dry run builds no model on a device: it must work on a machine without the configured GPU.
+CPU_ONLY = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto"]
+
 
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     cli = train.CIFARCLI(
         train.ClassifierModule, train.CIFAR10DataModule, subclass_mode_model=True, run=False,
-        auto_configure_optimizers=False, args=[*rest, "--trainer.logger", "false"], save_config_callback=None,
+        auto_configure_optimizers=False, args=[*rest, "--trainer.logger", "false", *CPU_ONLY],
     )
     model, data, trainer = cli.model, cli.datamodule.hparams, cli.trainer
     train_images = own.train_images - data.val_size
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> Path:
     steps, epochs, lrs = [], [], {}
     for step in range(total):
         epoch = step // per_epoch
-        steps.append(step)
+        steps.append(step + 1)  # as LRScheduleMonitor: the k-th update's rate at step k
         epochs.append(epoch)
         for j, group in enumerate(optimizer.param_groups):
             lrs.setdefault(f"opt0_group{j}", []).append(float(group["lr"]))

@@ -15,15 +15,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_cli(*args: str) -> object:
     """In-process ``python train.py ARGS``; returns the LightningCLI object."""
     import train
+    from cli.run_dirs import RESUME_CKPT_ENV, RUN_DIR_ENV
 
-    os.environ.pop(train.RUN_DIR_ENV, None)
+    os.environ.pop(RUN_DIR_ENV, None)
+    os.environ.pop(RESUME_CKPT_ENV, None)
     return train.main([str(a) for a in args])
 
 
-def run_script(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def script_env(env: dict | None = None) -> dict:
     full_env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("CIFAR_RUN_DIR", None)
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+    for key in ("CIFAR_RUN_DIR", "CIFAR_RESUME_CKPT"):
+        full_env.pop(key, None)
+    return full_env
+
+
+def run_script(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=ROOT, env=script_env(env), capture_output=True, text=True, timeout=timeout)
 
 
 def base_args(data_dir: Path, runs_dir: Path, *extra: str, logger: str | None = "false") -> list[str]:
@@ -48,3 +55,21 @@ def only_run_dir(runs_dir: Path) -> Path:
 
 def state_dict_of(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def refusal(capsys: object, *args: str) -> str:
+    """Run the CLI in-process expecting it to refuse the arguments; return its one-line message.
+
+    Parser and range errors exit with code 2 after printing ``error: ...``; values refused by a constructor or
+    the optimizer raise ``ConfigError`` (which ``python train.py`` prints the same way, exiting with 2).
+    """
+    import pytest
+
+    from cli.lightning_cli import ConfigError
+
+    with pytest.raises((SystemExit, ConfigError)) as exc:
+        run_cli(*args)
+    if isinstance(exc.value, ConfigError):
+        return str(exc.value)
+    assert exc.value.code == 2, exc.value.code
+    return capsys.readouterr().err.strip().splitlines()[-1]

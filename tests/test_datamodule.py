@@ -145,7 +145,27 @@ def test_val_size_larger_than_data(batches_dir: Path) -> None:
         dm.setup("fit")
 
 
-@pytest.mark.parametrize("kw,flag", [({"batch_size": 0}, "batch_size"), ({"val_size": -1}, "val_size"), ({"preprocessing": "zca"}, "preprocessing")])
-def test_bad_arguments_name_the_flag(kw: dict, flag: str) -> None:
-    with pytest.raises(ValueError, match=f"--data.{flag}"):
-        CIFAR10DataModule("unused", **kw)
+def test_evaluation_order_is_seeded_and_class_mixed_so_any_prefix_is_unbiased(tmp_path: Path) -> None:
+    """An image folder is read class by class; validation, test and predict must not follow that order."""
+    root = write_image_folder(tmp_path / "f", per_class=10)
+    dm = CIFAR10DataModule(str(root), download=False, val_size=40, eval_batch_size=10)
+    dm.setup("fit")
+    for name, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader()), ("predict", dm.predict_dataloader())):
+        first = next(iter(loader))[1]
+        assert len(set(first.tolist())) >= 5, f"{name}: the first batch of 10 holds classes {sorted(set(first.tolist()))}"
+    again = CIFAR10DataModule(str(root), download=False, val_size=40, eval_batch_size=10)
+    again.setup("fit")
+    assert torch.equal(torch.cat([b[1] for b in dm.test_dataloader()]), torch.cat([b[1] for b in again.test_dataloader()])), "fixed order"
+    assert sorted(torch.cat([b[1] for b in dm.test_dataloader()]).tolist()) == sorted(dm.test_y.tolist()), "each image once"
+
+
+def test_loader_state_resumes_after_the_consumed_batches() -> None:
+    images, labels = torch.zeros(50, 3, 32, 32, dtype=torch.uint8), torch.arange(50) % 10
+    loader = InMemoryLoader(images, labels, batch_size=10, mean=torch.zeros(3, 1, 1), std=None, shuffle=True, seed=1)
+    it = iter(loader)
+    seen = [next(it)[1] for _ in range(3)]  # Lightning fetches one batch ahead: only two reached the model
+    loader.mark_consumed(), loader.mark_consumed()
+    resumed = InMemoryLoader(images, labels, batch_size=10, mean=torch.zeros(3, 1, 1), std=None, shuffle=True, seed=1)
+    resumed.load_state_dict(loader.state_dict())
+    rest = [b[1] for b in resumed]
+    assert len(rest) == 3 and torch.equal(rest[0], seen[2]), "resumes with the first batch the model had not consumed"

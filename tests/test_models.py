@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import lit_models
+from lit_models.components.autograd import Node
 from lit_models.components.fast_cnn import FastCNN
 from lit_models.components.vgg import MiniVGG
 from lit_models.components.wn_mlp import WeightNormMLP
-from tests.cli_helpers import ROOT, only_run_dir, run_cli
+from tests.cli_helpers import ROOT, only_run_dir, refusal, run_cli
 
 TINY = {
     # config file, overrides that make the model small enough for CPU tests
@@ -22,6 +25,7 @@ TINY = {
     # validation is at its last step (as in vgg_course) and sees the weights last.ckpt holds
     "vgg": ("configs/vgg.yaml", ["--model.layout", "[8,M,16,M,M,M,M]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false", "--trainer.check_val_every_n_epoch", "null"]),
     "numpy_mlp": ("configs/numpy_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
+    "autograd_mlp": ("configs/autograd_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
     "fast_cnn": ("configs/fast_cnn.yaml", ["--model.widths", "[8,16,16]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false", "--trainer.check_val_every_n_epoch", "null"]),
     "fast_cnn_cpu": ("configs/fast_cnn_cpu.yaml", ["--model.widths", "[8,16,16]", "--trainer.check_val_every_n_epoch", "null"]),
 }
@@ -52,7 +56,8 @@ def test_fit_then_test_from_checkpoint(name: str, batches_dir: Path, tmp_path: P
     ev = run_cli("validate", "--ckpt_path", ckpt, "--data.data_dir", batches_dir, "--runs_dir", runs, "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.precision", "32")
     assert type(ev.model) is type(cli.model)
     for k, v in ev.model.state_dict().items():
-        assert torch.equal(v.cpu(), trained[k].cpu()), f"{k} not restored"
+        if k.startswith("net."):  # the weights; metric counters are training state, saved at the checkpoint's step
+            assert torch.equal(v.cpu(), trained[k].cpu()), f"{k} not restored"
     assert float(ev.trainer.callback_metrics["val/acc"]) == float(cli.trainer.callback_metrics["val/acc"])
     te = run_cli("test", "--ckpt_path", ckpt, "--data.data_dir", batches_dir, "--runs_dir", runs, "--trainer.logger", "false", "--trainer.accelerator", "cpu", "--trainer.precision", "32")
     assert 0.0 <= float(te.trainer.callback_metrics["test/acc"]) <= 1.0
@@ -64,6 +69,61 @@ def test_numpy_training_changes_the_shared_weights(batches_dir: Path, tmp_path: 
     assert cli.trainer.global_step == 5, "NumpySGD steps must count as optimizer steps"
     assert net.linear0_weight.data_ptr() == net.numpy_net.linears[0].params["weight"].ctypes.data
     assert net.linear1_bias.abs().sum() > 0, "SGD must have moved the zero-initialised bias"
+
+
+def test_numpy_model_resumes_identically_with_momentum(batches_dir: Path, tmp_path: Path) -> None:
+    """NumPy SGD's momentum buffers live in the checkpoint (as tensors): stop at step 4, resume to 10 = 10 straight."""
+    runs = tmp_path / "runs"
+    sgd = ["--model.optimizer.init_args.momentum", "0.9", "--model.optimizer.init_args.weight_decay", "0.01", "--trainer.val_check_interval", "4"]
+    run_cli(*_args("numpy_mlp", batches_dir, runs, *sgd, "--run_name", "cut", "--trainer.max_steps", "4"))
+    resumed = run_cli(*_args("numpy_mlp", batches_dir, runs, *sgd, "--run_name", "cut", "--trainer.max_steps", "10", "--ckpt_path", "last"))
+    straight = run_cli(*_args("numpy_mlp", batches_dir, runs, *sgd, "--run_name", "straight", "--trainer.max_steps", "10"))
+    assert resumed.trainer.global_step == straight.trainer.global_step == 10
+    a = torch.load(runs / "cut" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(runs / "straight" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    for key, value in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][key], value), f"{key} differs after resume"
+    buffers = [(a["optimizer_states"][0]["state"][i]["momentum_buffer"], s["momentum_buffer"]) for i, s in b["optimizer_states"][0]["state"].items()]
+    assert len(buffers) == 4 and all(torch.equal(x, y) for x, y in buffers)
+
+
+def test_numpy_model_steps_its_scheduler_per_step_or_per_epoch(batches_dir: Path, tmp_path: Path) -> None:
+    """Manual optimisation: the NumPy base steps the scheduler itself, honouring ``scheduler_interval``."""
+    runs = tmp_path / "runs"
+    lr = ["--model.optimizer.init_args.lr", "0.01"]
+    run_cli(*_args("numpy_mlp", batches_dir, runs, *lr, "--run_name", "step", "--trainer.max_steps", "7",
+                   "--model.scheduler", "torch.optim.lr_scheduler.StepLR", "--model.scheduler.step_size", "2", "--model.scheduler.gamma", "0.5"))
+    rows = list(csv.DictReader(open(runs / "step" / "version_0" / "lr_schedule.csv")))
+    assert [float(r["opt0_group0"]) for r in rows] == pytest.approx([0.01 * 0.5 ** (k // 2) for k in range(7)], rel=1e-12)
+    run_cli(*_args("numpy_mlp", batches_dir, runs, *lr, "--run_name", "epoch", "--trainer.max_steps", "12", "--model.scheduler_interval", "epoch",
+                   "--model.scheduler", "torch.optim.lr_scheduler.ExponentialLR", "--model.scheduler.gamma", "0.1"))
+    per_epoch = {int(r["epoch"]): float(r["opt0_group0"]) for r in csv.DictReader(open(runs / "epoch" / "version_0" / "lr_schedule.csv"))}
+    assert list(per_epoch.values()) == pytest.approx([0.01, 0.001], rel=1e-12), "6 steps per epoch: one decay between the two epochs"
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (["--model.activation", "swish"], "Expected a typing.Literal['relu', 'sigmoid', 'tanh']. Got value: swish"),
+        (["--model.init", "xavier"], "Expected a typing.Literal['default', 'course', 'he']. Got value: xavier"),
+        (["--model.optimizer.init_args.momentum", "1.5"], "--model.optimizer.init_args.momentum must be in [0, 1), got 1.5"),
+        (["--model.lr", "0.1"], "Option 'lr' is not accepted"),  # the learning rate is the optimizer's, as for every model
+        (["--model.label_smoothing", "0.1"], "--model.label_smoothing must be 0 for the NumPy models (their cross-entropy has none), got 0.1"),
+    ],
+)
+def test_numpy_model_flags_are_checked_before_any_data_is_read(flags: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    message = refusal(capsys, *_args("numpy_mlp", tmp_path / "no_data_here", tmp_path / "runs", *flags))
+    assert expected in message and "No CIFAR-10 data" not in message
+
+
+def test_numpy_models_take_lr_activation_and_init_flags(batches_dir: Path, tmp_path: Path) -> None:
+    """One of the two NumPy models: both get these flags from ``NumpyMLPBase``."""
+    cli = run_cli(*_args("autograd_mlp", batches_dir, tmp_path / "runs", "--trainer.fast_dev_run", "true", "--model.optimizer.init_args.lr", "1e-9",
+                         "--model.activation", "tanh", "--model.init", "he"))
+    assert cli.trainer.optimizers[0].param_groups[0]["lr"] == 1e-9  # tiny: the one step leaves the init measurable
+    np.testing.assert_allclose(cli.model.net.numpy_net.activation(Node(np.array([-1.0, 2.0]))).data, np.tanh([-1.0, 2.0]))
+    first_weight = cli.model.net.linear0_weight.detach().numpy()
+    assert abs(first_weight.std() / (2 / 3072) ** 0.5 - 1) < 0.05, "He init: std sqrt(2 / fan_in)"
 
 
 def test_parameter_counts() -> None:

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from lit_models.components.mlp import MLP
-from lit_models.components.numpy_mlp import CrossEntropyModule, LinearModule, NumpyMLP, ReLUModule, SoftMaxModule
+from lit_models.components.numpy_bridge import NumpyNetModule
+from lit_models.components.numpy_mlp import CrossEntropyModule, LinearModule, NumpyMLP, ReLUModule, SigmoidModule, SoftMaxModule, TanhModule
+from lit_models.components.numpy_sgd import NumpySGD
 
 RTOL = 1e-6
 
@@ -17,7 +19,7 @@ def _rng() -> np.random.Generator:
 
 
 def test_linear_backward_equals_autograd() -> None:
-    lin = LinearModule(7, 4, _rng(), std=0.5, dtype=np.float64)
+    lin = LinearModule(7, 4, _rng(), init="default", dtype=np.float64)
     x = _rng().normal(size=(5, 7))
     dout = _rng().normal(size=(5, 4))
     lin.forward(x)
@@ -31,7 +33,7 @@ def test_linear_backward_equals_autograd() -> None:
     np.testing.assert_allclose(lin.grads["bias"], b.grad.numpy(), rtol=RTOL)
 
 
-@pytest.mark.parametrize("module,fn", [(ReLUModule, torch.relu), (SoftMaxModule, lambda t: torch.softmax(t, 1))])
+@pytest.mark.parametrize("module,fn", [(ReLUModule, torch.relu), (SigmoidModule, torch.sigmoid), (TanhModule, torch.tanh), (SoftMaxModule, lambda t: torch.softmax(t, 1))])
 def test_elementwise_backward_equals_autograd(module: type, fn: object) -> None:
     x = _rng().normal(size=(6, 10))
     dout = _rng().normal(size=(6, 10)) + 0.1
@@ -56,7 +58,7 @@ def test_cross_entropy_backward_equals_autograd() -> None:
 
 def _twins(hidden: tuple[int, ...] = (20, 15)) -> tuple[NumpyMLP, MLP]:
     """A NumPy MLP and a PyTorch MLP with identical float64 weights."""
-    np_net = NumpyMLP(in_features=12, hidden_sizes=hidden, num_classes=10, init_std=0.3, seed=3, dtype=np.float64)
+    np_net = NumpyMLP(in_features=12, hidden_sizes=hidden, num_classes=10, init="he", seed=3, dtype=np.float64)
     torch_net = MLP(in_features=12, hidden_sizes=hidden, num_classes=10).double()
     linears = [m for m in torch_net.modules() if isinstance(m, torch.nn.Linear)]
     with torch.no_grad():
@@ -80,7 +82,7 @@ def test_whole_network_gradients_equal_autograd() -> None:
 
 
 def test_numerical_gradient_check() -> None:
-    np_net = NumpyMLP(in_features=6, hidden_sizes=(5,), num_classes=4, init_std=0.5, seed=1, dtype=np.float64)
+    np_net = NumpyMLP(in_features=6, hidden_sizes=(5,), num_classes=4, init="default", seed=1, dtype=np.float64)
     x, y = _rng().normal(size=(3, 6)), np.array([0, 3, 1])
     np_net.loss_and_backward(x, y)
     for layer in np_net.linears:
@@ -100,12 +102,13 @@ def test_numerical_gradient_check() -> None:
 
 def test_numpy_and_torch_sgd_stay_identical_for_20_steps() -> None:
     np_net, torch_net = _twins()
+    np_opt = NumpySGD(NumpyNetModule(np_net).parameters(), lr=0.05)
     opt = torch.optim.SGD(torch_net.parameters(), lr=0.05)
     rng = _rng()
     for _ in range(20):
         x, y = rng.normal(size=(16, 12)), rng.integers(0, 10, 16)
         np_loss, _ = np_net.loss_and_backward(x, y)
-        np_net.sgd_step(0.05)
+        np_opt.step()
         opt.zero_grad()
         t_loss = torch.nn.functional.cross_entropy(torch_net(torch.tensor(x)), torch.tensor(y))
         t_loss.backward()
@@ -117,6 +120,6 @@ def test_numpy_and_torch_sgd_stay_identical_for_20_steps() -> None:
 
 
 def test_course_init() -> None:
-    net = NumpyMLP(hidden_sizes=(100,), init_std=1e-4, seed=0)
+    net = NumpyMLP(hidden_sizes=(100,), init="course", seed=0)
     w = net.linears[0].params["weight"]
     assert w.shape == (100, 3072) and abs(w.std() - 1e-4) < 2e-6 and not net.linears[0].params["bias"].any()

@@ -1,22 +1,27 @@
 """The course's NumPy MLP: every module has ``forward`` and a hand-derived ``backward``; no autograd.
 
 Conventions (as in the course): inputs are ``(batch, features)``; gradients are averaged over the
-batch (the 1/N lives in the cross-entropy backward); SGD updates the arrays in place, which lets a
-LightningModule expose them as torch tensors sharing the same memory (for checkpoints).
+batch (the 1/N lives in the cross-entropy backward). Weights and gradients are arrays that never
+change their memory (backward writes into the gradients, optimisers update the weights in place), so
+``lit_models.components.numpy_bridge`` can expose them as torch tensors sharing that memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from lit_models.components.mlp_choices import check_activation, check_init
+from lit_models.components.numpy_init import sample_linear
+
 
 class LinearModule:
-    """``out = x @ W.T + b`` with ``W`` of shape (out, in); course init N(0, std^2) weights, zero bias."""
+    """``out = x @ W.T + b`` with ``W`` of shape (out, in), drawn from init scheme ``init`` (course: N(0, 1e-4^2), zero bias)."""
 
-    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator, std: float = 1e-4, dtype: type = np.float32):
-        self.params = {"weight": rng.normal(0.0, std, (out_features, in_features)).astype(dtype), "bias": np.zeros(out_features, dtype)}
+    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator, init: str = "course", dtype: type = np.float32):
+        weight, bias = sample_linear(rng, in_features, out_features, init, dtype)
+        self.params = {"weight": weight, "bias": bias}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -36,6 +41,31 @@ class ReLUModule:
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return dout * self.mask
+
+
+class SigmoidModule:
+    """``s = 1 / (1 + e^-x)``; ``ds/dx = s (1 - s)``, so only the output is kept."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.out = 1.0 / (1.0 + np.exp(-x))
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout * self.out * (1.0 - self.out)
+
+
+class TanhModule:
+    """``t = tanh(x)``; ``dt/dx = 1 - t^2``."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout * (1.0 - self.out * self.out)
+
+
+ACTIVATION_MODULES = {"relu": ReLUModule, "sigmoid": SigmoidModule, "tanh": TanhModule}
 
 
 class SoftMaxModule:
@@ -65,16 +95,28 @@ class CrossEntropyModule:
 
 
 class NumpyMLP:
-    """``Linear -> ReLU -> ... -> Linear -> SoftMax``; ``forward`` returns probabilities."""
+    """``Linear -> activation -> ... -> Linear -> SoftMax``; ``forward`` returns probabilities."""
 
-    def __init__(self, in_features: int = 3072, hidden_sizes: Sequence[int] = (100,), num_classes: int = 10, init_std: float = 1e-4, seed: int = 0, dtype: type = np.float32):
+    def __init__(
+        self,
+        in_features: int = 3072,
+        hidden_sizes: Sequence[int] = (100,),
+        num_classes: int = 10,
+        activation: str = "relu",
+        init: str = "course",
+        seed: int = 0,
+        dtype: type = np.float32,
+    ):
+        check_activation(activation)
+        check_init(init)
         rng = np.random.default_rng(seed)
         widths = [in_features, *hidden_sizes, num_classes]
+        self.dtype = np.dtype(dtype)
         self.layers: list = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-            self.layers.append(LinearModule(a, b, rng, init_std, dtype))
+            self.layers.append(LinearModule(a, b, rng, init, dtype))
             if i < len(widths) - 2:
-                self.layers.append(ReLUModule())
+                self.layers.append(ACTIVATION_MODULES[activation]())
         self.layers.append(SoftMaxModule())
         self.loss_module = CrossEntropyModule()
 
@@ -99,8 +141,12 @@ class NumpyMLP:
         self.backward(self.loss_module.backward(p, onehot))
         return loss, p
 
-    def sgd_step(self, lr: float) -> None:
-        """Vanilla SGD, in place (the arrays' memory never changes)."""
-        for layer in self.linears:
-            for k, v in layer.params.items():
-                v -= lr * layer.grads[k]
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Log-probabilities (the scores the Lightning side treats as logits)."""
+        return np.log(self.forward(x) + self.loss_module.eps)
+
+    def named_arrays(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """``(name, value, gradient)`` of every parameter; optimisers update ``value`` in place."""
+        for i, layer in enumerate(self.linears):
+            for k, value in layer.params.items():
+                yield f"linear{i}_{k}", value, layer.grads[k]

@@ -1,0 +1,201 @@
+"""The LightningCLI behind ``train.py``: Lightning's CLI plus run directories, safe checkpoint handling,
+value checks before any data is read, and loggers that write into the run directory.
+
+Only documented LightningCLI hooks are overridden (``parse_arguments``, ``before_instantiate_classes``,
+``instantiate_classes``, ``after_instantiate_classes``, ``add_arguments_to_parser``).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from callbacks.console import RunReport
+from callbacks.divergence import DivergenceGuard
+from callbacks.last_checkpoint import LastCheckpoint
+from callbacks.learning_curves import LearningCurves
+from callbacks.lr_schedule import LRScheduleMonitor
+from callbacks.per_class import PerClassAccuracy
+from callbacks.prediction_writer import PredictionCSVWriter
+from cli.argv import prepare_argv
+from cli.checkpoints import read_checkpoint
+from cli.loggers import LoggerConfigError, configure_loggers
+from cli.parser import OneLineErrorParser, usage_error
+from cli.run_dirs import plan_run
+from cli.session import RunSession
+from cli.validation import accelerator_error, run_location_errors, trainer_range_errors
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+class ConfigError(ValueError):
+    """A value that passed the parser but that a constructor, optimizer or the Trainer refused."""
+
+
+class CIFARCLI(LightningCLI):
+    def __init__(self, *args: Any, session: RunSession | None = None, **kwargs: Any):
+        self.session = session if session is not None else RunSession()
+        kwargs.setdefault("parser_class", OneLineErrorParser)
+        # config.yaml is written by the session, into this run's own directory (never into another run's).
+        kwargs.setdefault("save_config_callback", None)
+        # Lightning seeds 0 anyway when no seed is given, with a "No seed found" warning; say it instead.
+        kwargs.setdefault("seed_everything_default", 0)
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--run_name", type=str | None, default=None, help="Run directory name (default: the config file's stem, else the model's name).")
+        parser.add_argument("--runs_dir", type=str, default=DEFAULT_RUNS_DIR, help="Where run directories are created (runs_dir/run_name/version_k).")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
+        # Always-on outputs (cheap: no per-step host sync); each writes into the run directory.
+        parser.add_lightning_class_args(LRScheduleMonitor, "lr_schedule")
+        parser.add_lightning_class_args(LearningCurves, "learning_curves")
+        parser.add_lightning_class_args(PerClassAccuracy, "per_class")
+        parser.add_lightning_class_args(DivergenceGuard, "divergence")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": False,  # LastCheckpoint keeps last.ckpt current
+                "checkpoint.auto_insert_metric_name": False,
+                "trainer.log_every_n_steps": 1,
+            }
+        )
+
+    # ------------------------------------------------------------------ parsing
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        argv = prepare_argv(list(sys.argv[1:] if args is None else args), self.session)
+        self.config = parser.parse_args(argv)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            # The checkpoint is handled by this class (read safely, its config put *under* the user's flags).
+            # Lightning would otherwise re-apply the checkpoint's hyperparameters *over* the flags.
+            cfg = self.config[subcommand]
+            self.session.requested_ckpt = cfg.get("ckpt_path")
+            cfg.ckpt_path = None
+
+    # ------------------------------------------------------------------ before anything is built
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand is None:  # run=False: scripts that only need the configured objects
+            return
+        cfg = self.config[self.subcommand]
+        self._check(cfg)
+        ckpt = self.session.requested_ckpt
+        if ckpt == "best":
+            usage_error("--ckpt_path best only means something inside a running Trainer; pass 'last' or a checkpoint file")
+        if ckpt == "last" and self.subcommand != "fit":
+            usage_error(f"--ckpt_path last resumes training (fit); {self.subcommand} needs a checkpoint file, e.g. runs/<name>/version_<k>/checkpoints/best.ckpt")
+        if ckpt and ckpt != "last" and self.session.checkpoint is None:
+            self.session.checkpoint = read_checkpoint(ckpt)  # safety first: no pickled code runs
+        saved = self._config_to_save(cfg)
+        plan = plan_run(self.subcommand, cfg.runs_dir, cfg.run_name, ckpt)
+        self.session.begin(plan, saved, self.subcommand)
+        cfg.trainer.default_root_dir = str(plan.run_dir)
+        cfg.checkpoint.dirpath = cfg.last_checkpoint.dirpath = str(plan.run_dir / "checkpoints")
+        if self.subcommand != "fit" and ckpt:
+            # Evaluation saves nothing; pointing the callbacks at the checkpoint's own folder keeps Lightning
+            # from warning, on restoring their state, that the folder has changed.
+            cfg.checkpoint.dirpath = cfg.last_checkpoint.dirpath = str(Path(ckpt).resolve().parent)
+        try:
+            cfg.trainer.logger = configure_loggers(cfg.trainer.logger, plan.run_dir)
+        except LoggerConfigError as exc:
+            self.session.discard()
+            usage_error(str(exc))
+        cfg.ckpt_path = plan.ckpt_path
+
+    def _check(self, cfg: Namespace) -> None:
+        """Everything that can be refused from the config alone, before a run directory exists."""
+        root = cfg.trainer.get("default_root_dir")
+        errors = [*trainer_range_errors(cfg.trainer), *run_location_errors(cfg)]
+        if root:
+            if cfg.runs_dir not in (DEFAULT_RUNS_DIR, root):
+                errors.append(f"--trainer.default_root_dir '{root}' and --runs_dir '{cfg.runs_dir}' disagree: give one of them (runs go to runs_dir/run_name/version_k)")
+            cfg.runs_dir, cfg.trainer.default_root_dir = root, None  # Lightning's flag, honoured: runs go under it
+        if problem := accelerator_error(cfg.trainer, [str(c) for c in cfg.get("config") or [] if Path(str(c)).is_file()]):
+            errors.append(problem)
+        if errors:
+            usage_error(" | ".join(errors))
+
+    def _config_to_save(self, cfg: Namespace) -> str:
+        """The resolved config as config.yaml: re-running it (``fit --config``) repeats this run in a new version.
+
+        Paths derived from the run directory stay unset, and ``ckpt_path`` is cleared: a re-run starts fresh.
+        """
+        full = copy.deepcopy(self.config)
+        section = full[self.subcommand]
+        section.ckpt_path = None
+        section.trainer.default_root_dir = None
+        section.checkpoint.dirpath = section.last_checkpoint.dirpath = None
+        dumped = yaml.safe_load(self.parser.dump(full, skip_none=False))[self.subcommand]
+        dumped.pop("config", None)
+        return yaml.safe_dump(dumped, sort_keys=False)
+
+    # ------------------------------------------------------------------ building and after
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, MisconfigurationException) as exc:
+            raise ConfigError(_first_line(_root_cause(exc))) from exc
+
+    def after_instantiate_classes(self) -> None:
+        if self.subcommand is None:
+            return
+        self.session.trainer = self.trainer
+        self._check_optimizer()
+        plan = self.session.plan
+        self.trainer.callbacks.append(RunReport(plan.run_dir, plan.note))
+        if self.subcommand == "predict":
+            self.trainer.callbacks.append(PredictionCSVWriter(plan.run_dir / "predictions.csv", self.datamodule))
+        config = yaml.safe_load(self.session.saved_config)
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams(config)  # the whole resolved config (trainer, seed, model class, data) in W&B/CSV/TB
+
+    def _check_optimizer(self) -> None:
+        """Build the optimizer and scheduler once on a dummy parameter: a bad value (lr < 0, betas > 1, ...) is
+        refused now, not after the data has been read and the model built on the device."""
+        factory = getattr(self.model, "optimizer_factory", None)
+        if not callable(factory) or self.subcommand != "fit":
+            return
+        groups = getattr(self.model, "parameter_groups", None)
+        if callable(groups):
+            try:
+                groups()  # --model.lr_multipliers selectors that match no parameter are refused here
+            except ValueError as exc:
+                raise ConfigError(_named(_first_line(exc), "--model.lr_multipliers")) from exc
+        try:
+            optimizer = factory([torch.nn.Parameter(torch.zeros(1))])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(_named(_first_line(exc), "--model.optimizer")) from exc
+        scheduler = getattr(self.model, "scheduler_factory", None)
+        if callable(scheduler):
+            try:
+                self.model.build_scheduler(optimizer, total_steps=1000)
+            except (ValueError, TypeError, ZeroDivisionError) as exc:
+                raise ConfigError(_named(_first_line(exc), "--model.scheduler")) from exc
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """jsonargparse wraps a constructor's own error (which names the flag) in its own union-type error."""
+    while (inner := exc.__cause__ or exc.__context__) is not None and isinstance(inner, (ValueError, TypeError, MisconfigurationException)):
+        exc = inner
+    return exc
+
+
+def _named(message: str, flag: str) -> str:
+    """torch's messages ("Invalid learning rate: -0.1") don't say which flag; ours already do."""
+    return message if message.startswith("--") else f"{flag}: {message}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

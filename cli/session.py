@@ -1,0 +1,120 @@
+"""One run's life around the Trainer: its directory, its config file, and what is left and printed at the end.
+
+``begin`` (before the objects are built) writes ``config.yaml`` into a new run directory and tells DDP
+workers where it is. ``close`` (whatever happened) flushes the loggers, writes ``status.json``, removes a
+directory that holds nothing, and prints where the outputs are, plus the exact command that resumes an
+interrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.trainer.states import TrainerStatus
+
+from callbacks.divergence import DivergenceError
+from callbacks.interrupts import RunInterrupted
+from cli.loggers import restore_csv_history, set_aside_csv_history
+from cli.run_dirs import CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, share_with_workers, unlock_run_dir, write_status
+
+
+def process_rank() -> int:
+    """This process's global rank from the launcher's environment (0 when not distributed)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+@dataclass
+class RunSession:
+    requested_ckpt: str | None = None
+    checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, already read safely
+    plan: RunPlan | None = None
+    saved_config: str = ""
+    subcommand: str = ""
+    trainer: Any = None
+    started: float = field(default_factory=time.monotonic)
+
+    def begin(self, plan: RunPlan, saved_config: str, subcommand: str) -> None:
+        self.plan, self.saved_config, self.subcommand = plan, saved_config, subcommand
+        if process_rank() != 0:
+            return
+        if subcommand == "fit":
+            lock_run_dir(plan.run_dir)
+        config = plan.run_dir / CONFIG_FILE
+        if not config.is_file():
+            config.write_text(saved_config)
+        elif config.read_text() != saved_config:
+            k = 1 + sum(1 for _ in plan.run_dir.glob("config.resume-*.yaml"))
+            (plan.run_dir / f"config.resume-{k}.yaml").write_text(saved_config)
+            print(f"Note: the resumed run's config differs from {config}; it is saved as config.resume-{k}.yaml.")
+        share_with_workers(plan)
+        if plan.resumed_in_place and plan.ckpt_path and self.checkpoint is not None:
+            set_aside_csv_history(plan.run_dir, int(self.checkpoint.get("global_step", 0)))
+        if plan.note:
+            print(plan.note, flush=True)
+
+    def discard(self) -> None:
+        """The run was refused after its directory was made: remove the directory, forget the run."""
+        if self.plan is not None and process_rank() == 0:
+            unlock_run_dir(self.plan.run_dir)
+            discard_if_empty(self.plan)
+        self.plan = None
+
+    def close(self, exc: BaseException | None) -> None:
+        plan = self.plan
+        if plan is None or process_rank() != 0:
+            return
+        unlock_run_dir(plan.run_dir)
+        status = self._status(exc)
+        self._finish_loggers(status)
+        restore_csv_history(plan.run_dir)
+        if discard_if_empty(plan):
+            if exc is not None and self.trainer is not None and self.trainer.state.stage is not None:
+                print(f"The run stopped before producing anything; its directory {plan.run_dir} was removed.", file=sys.stderr)
+            return
+        step = int(self.trainer.global_step) if self.trainer is not None else 0
+        if self.subcommand == "fit":
+            error = None if exc is None or status == "interrupted" else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            write_status(plan.run_dir, status, step, time.monotonic() - self.started, error)
+        print(f"Outputs: {plan.run_dir}", flush=True)
+        offline = sorted((plan.run_dir / "wandb").glob("offline-run-*"))
+        if offline:
+            print(f"W&B (offline): upload with `wandb sync {offline[-1]}`")
+        if status == "interrupted" and self.subcommand == "fit":
+            last = plan.run_dir / "checkpoints" / "last.ckpt"
+            if last.is_file():
+                print(f"Interrupted at step {step}. Resume with:\n  python train.py fit --config {plan.run_dir / CONFIG_FILE} --ckpt_path {last}", file=sys.stderr, flush=True)
+            else:
+                print("Interrupted before the first checkpoint: nothing to resume; run the same command again.", file=sys.stderr)
+
+    def _status(self, exc: BaseException | None) -> str:
+        if exc is None:
+            return "completed"
+        if isinstance(exc, DivergenceError):
+            return "diverged"
+        interrupted = self.trainer is not None and self.trainer.state.status == TrainerStatus.INTERRUPTED
+        if isinstance(exc, (RunInterrupted, KeyboardInterrupt)) or (isinstance(exc, SystemExit) and interrupted):
+            return "interrupted"
+        return "failed"
+
+    def _finish_loggers(self, status: str) -> None:
+        """Lightning finalizes loggers only after a successful run; flush them whatever happened."""
+        if self.trainer is None:
+            return
+        for logger in self.trainer.loggers:
+            logger.save()
+            if status != "completed":
+                logger.finalize(status)
+        if "wandb" in sys.modules:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.run.finish(exit_code=0 if status in ("completed", "interrupted") else 1)
+                wandb.teardown()  # stops W&B's service process, which would keep writing into this run's logs/

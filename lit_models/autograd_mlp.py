@@ -1,0 +1,15 @@
+"""The course's MLP on the NumPy autograd engine: no hand-written layer backward, ``loss.backward()`` walks the graph.
+
+Recipe: ``configs/autograd_mlp.yaml``; the network is :class:`~lit_models.components.autograd.mlp.AutogradMLP`.
+"""
+
+from __future__ import annotations
+
+from lit_models.components.autograd.mlp import AutogradMLP
+from lit_models.numpy_base import NumpyMLPBase
+
+
+class AutogradMLPClassifier(NumpyMLPBase):
+    """``3072 -> hidden_sizes -> 10`` built from engine operations (matmul, expand, activation, cross-entropy)."""
+
+    net_class = AutogradMLP

@@ -1,0 +1,75 @@
+"""One test per Lightning detail the project relies on without a public API (see cli/lightning_internals.py),
+plus the public-looking rules we re-implemented, pinned against Lightning's own decision.
+
+A Lightning upgrade that changes one of them fails here, by name, instead of in a user's run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+
+from cli.lightning_internals import HOOK_NAME_ATTRIBUTE, QuietWandbLogger, hpc_checkpoints
+from lit_models.base import logs_at_this_step
+
+
+def test_slurm_requeue_checkpoints_are_named_hpc_ckpt_n_in_default_root_dir(tmp_path: Path) -> None:
+    trainer = L.Trainer(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    path = Path(trainer._checkpoint_connector.hpc_save_path(tmp_path))
+    assert path.parent == tmp_path and path.name == "hpc_ckpt_1.ckpt"
+    path.write_bytes(b"x")
+    assert hpc_checkpoints(tmp_path) == [path]
+
+
+def test_lightning_still_names_the_running_hook_in_current_fx_name(batches_dir: Path, tmp_path: Path) -> None:
+    """FastHookNameMixin intercepts this attribute; if Lightning renamed it, the mixin would silently do nothing."""
+    from lit_models import MLPClassifier
+
+    seen: list[str] = []
+
+    class Spy(MLPClassifier):
+        def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+            seen.append(self.__dict__.get(HOOK_NAME_ATTRIBUTE))
+            return super().training_step(batch, batch_idx)
+
+    from datamodules import CIFAR10DataModule
+
+    trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(Spy(hidden_sizes=[4]), CIFAR10DataModule(str(batches_dir), download=False, val_size=30, batch_size=20))
+    assert seen == ["training_step"]
+
+
+def test_lightning_wandb_logger_still_passes_anonymous_none_and_ours_drops_it(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    assert "anonymous" in WandbLogger(save_dir=tmp_path, offline=True)._wandb_init
+    assert "anonymous" not in QuietWandbLogger(save_dir=tmp_path, offline=True)._wandb_init
+
+
+def test_our_logging_step_rule_is_lightnings(batches_dir: Path, tmp_path: Path) -> None:
+    from datamodules import CIFAR10DataModule
+    from lit_models import MLPClassifier
+
+    decisions: list[tuple[bool, bool]] = []
+
+    class Compare(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
+            decisions.append((logs_at_this_step(trainer), trainer._logger_connector.should_update_logs))
+
+    trainer = L.Trainer(max_steps=13, log_every_n_steps=3, callbacks=[Compare()], logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(MLPClassifier(hidden_sizes=[4]), CIFAR10DataModule(str(batches_dir), download=False, val_size=30, batch_size=20))
+    assert len(decisions) == 13 and [ours for ours, _ in decisions] == [theirs for _, theirs in decisions], decisions
+    assert sum(ours for ours, _ in decisions) == 4, "steps 3, 6, 9, 12"
+
+
+def test_checkpoint_callbacks_run_after_all_others() -> None:
+    """LastCheckpoint relies on Lightning moving Checkpoint subclasses to the end of the callback list."""
+    from callbacks.last_checkpoint import LastCheckpoint
+    from callbacks.learning_curves import LearningCurves
+
+    last, curves = LastCheckpoint(), LearningCurves()
+    trainer = L.Trainer(callbacks=[last, curves], logger=False, enable_progress_bar=False, enable_model_summary=False)
+    order = [type(cb) for cb in trainer.callbacks]
+    assert order.index(LastCheckpoint) > order.index(LearningCurves)

@@ -1,0 +1,89 @@
+"""The study runner with stand-in children (no training): runs at once with --jobs, the environment each
+run gets (W&B group and job type, CPU threads), and waiting for a run directory another process holds."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from studies.runner import StudyRunner, Task, open_bar
+from studies.spec import parse_spec
+
+# Stands in for train.py fit: records when it ran and what it was given, then leaves a completed status.json.
+FAKE_FIT = """
+import json, os, sys, time
+from pathlib import Path
+seed_path = Path(sys.argv[1]); run = seed_path / "version_0"; run.mkdir(parents=True, exist_ok=True)
+start = time.time(); time.sleep(float(sys.argv[2]))
+keys = ("OMP_NUM_THREADS", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE", "WANDB_NAME")
+(seed_path / "fake.json").write_text(json.dumps({"start": start, "end": time.time(), **{k: os.environ.get(k) for k in keys}}))
+(run / "status.json").write_text(json.dumps({"status": "completed", "global_step": 1, "wall_s": 0.1, "segments": 1}))
+"""
+
+
+class FakeRunner(StudyRunner):
+    sleep_s = 1.5
+
+    def fit_argv(self, task: Task) -> list[str]:
+        return [sys.executable, "-c", FAKE_FIT, str(task.path), str(self.sleep_s)]
+
+
+@pytest.fixture
+def spec(tmp_path: Path):  # noqa: ANN201
+    text = "name: fake\nconfig: configs/mlp.yaml\ngrid:\n  model.init_args.hidden_sizes: [[10], [20]]\nseeds: [0]\n"
+    return parse_spec(tmp_path / "fake.yaml", text)
+
+
+def _run(runner: StudyRunner, spec: object) -> list[Task]:
+    tasks = [runner.task(c, s) for c in spec.cells() for s in spec.seeds]
+    with open_bar(len(tasks), 0, "fake") as bar:
+        runner.run(tasks, bar)
+    return tasks
+
+
+def test_jobs_2_runs_two_at_once_with_half_the_threads_and_the_wandb_grouping(spec: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    lines: list[str] = []
+    _run(FakeRunner(spec, tmp_path / "out", [], jobs=2, echo=lines.append), spec)
+    a, b = (json.loads((tmp_path / "out" / cell / "seed0" / "fake.json").read_text()) for cell in ("hidden_sizes=10", "hidden_sizes=20"))
+    assert a["start"] < b["end"] and b["start"] < a["end"], "both runs were running at the same time"
+    assert a["OMP_NUM_THREADS"] == str(max(1, len(os.sched_getaffinity(0)) // 2))
+    assert (a["WANDB_RUN_GROUP"], a["WANDB_JOB_TYPE"], a["WANDB_NAME"]) == ("fake", "hidden_sizes=10", "hidden_sizes=10/seed0")
+    assert len(lines) == 2 and all(": ok" in line for line in lines), lines
+
+
+def test_a_run_directory_held_by_a_live_process_is_waited_for_not_trained_beside(spec: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("studies.runner.BUSY_RETRY_S", 0.2)
+    run_dir = tmp_path / "out" / "hidden_sizes=10" / "seed0" / "version_0"
+    run_dir.mkdir(parents=True)
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a leftover training process of a killed study
+    os.write(fd, b"4242\n")
+    released: list[float] = []
+
+    def release() -> None:  # ... which saves and exits two seconds later
+        released.append(time.time())
+        os.close(fd)
+
+    threading.Timer(2.0, release).start()
+    lines: list[str] = []
+    _run(FakeRunner(spec, tmp_path / "out", [], jobs=1, echo=lines.append), spec)
+    assert any("process 4242" in line and "waiting" in line for line in lines), lines
+    record = json.loads((run_dir.parent / "fake.json").read_text())
+    assert record["start"] >= released[0], "it started only after the lock was released"
+
+
+def test_already_finished_runs_are_not_launched(spec: object, tmp_path: Path) -> None:
+    runner = FakeRunner(spec, tmp_path / "out", [], jobs=1, echo=lambda _: None)
+    _run(runner, spec)
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("fake.json")}
+    tasks = _run(runner, spec)
+    assert all(t.phase == "done" for t in tasks)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("fake.json")} == before
