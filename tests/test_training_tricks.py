@@ -308,6 +308,41 @@ def test_weight_average_resume_is_bit_identical(mode: str, batches_dir: Path, tm
     assert float(ev.trainer.callback_metrics["val/acc"]) == float(clean.trainer.callback_metrics["val/acc"]), "validation ran on the average"
 
 
+@pytest.mark.parametrize("sig,step", [("SIGINT", 9), ("SIGTERM", 6)])
+def test_signal_stop_and_resume_keeps_averaging_and_epoch_log_exact(sig: str, step: int, batches_dir: Path, tmp_path: Path) -> None:
+    """LastCheckpoint saves at the step boundary on SIGINT/SIGTERM (step 9: mid-epoch 1; step 6: the last step of
+    epoch 0, followed by its validation); the resumed run's weights, averages and epoch log equal an uninterrupted run's."""
+    import csv
+
+    from callbacks.interrupts import RunInterrupted
+
+    runs = tmp_path / "runs"
+    callbacks = ("  - class_path: callbacks.weight_average.WeightAverage\n    init_args: " + WEIGHT_AVERAGES["lookahead"] + "\n"
+                 "  - class_path: callbacks.epoch_log.EpochLog\n")
+    plain_cfg, signal_cfg = tmp_path / "plain.yaml", tmp_path / "signal.yaml"
+    plain_cfg.write_text("trainer:\n  callbacks:\n" + callbacks)
+    signal_cfg.write_text("trainer:\n  callbacks:\n" + callbacks + f"  - class_path: tests.helpers.kill.SignalAtStep\n    init_args: {{step: {step}, signal: {sig}}}\n")
+    common = ["--trainer.max_epochs", "3", "--trainer.deterministic", "true", "--model.whiten_bias_epochs", "1"]
+    with pytest.raises(RunInterrupted):
+        run_cli(*_fit_args(batches_dir, runs, *common, "--run_name", "sig", "--config", str(signal_cfg)))
+    last = runs / "sig" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == step, "saved at the step it was stopped"
+    run_cli(*_fit_args(batches_dir, runs, *common, "--run_name", "sig", "--config", str(plain_cfg), "--ckpt_path", "last"))
+    run_cli(*_fit_args(batches_dir, runs, *common, "--run_name", "clean", "--config", str(plain_cfg)))
+    a = torch.load(last, weights_only=True)
+    b = torch.load(runs / "clean" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 18
+    for key in ("state_dict", "raw_state_dict"):
+        for name, value in b[key].items():
+            assert torch.equal(a[key][name], value), f"{key}[{name}] differs after {sig} + resume"
+    exact = ["epoch", "step", "train_loss", "train_acc", "val_acc"]  # the seconds are wall time
+
+    def log(run: str) -> list[list[str]]:
+        return [[r[c] for c in exact] for r in csv.DictReader(open(runs / run / "version_0" / "epoch_log.csv"))]
+
+    assert log("sig") == log("clean") and len(log("clean")) == 3
+
+
 def test_bad_weight_average_values_name_the_flag() -> None:
     from callbacks.weight_average import WeightAverage
 
