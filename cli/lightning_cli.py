@@ -166,6 +166,12 @@ class CIFARCLI(LightningCLI):
         factory = getattr(self.model, "optimizer_factory", None)
         if not callable(factory) or self.subcommand != "fit":
             return
+        groups = getattr(self.model, "parameter_groups", None)
+        if callable(groups):
+            try:
+                groups()  # --model.lr_multipliers selectors that match no parameter are refused here
+            except ValueError as exc:
+                raise ConfigError(_named(_first_line(exc), "--model.lr_multipliers")) from exc
         try:
             optimizer = factory([torch.nn.Parameter(torch.zeros(1))])
         except (ValueError, TypeError) as exc:

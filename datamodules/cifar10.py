@@ -22,6 +22,7 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
+from datamodules.augment import normalize
 from datamodules.in_memory_loader import InMemoryLoader
 from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, image_files, load_cifar10, read_images
 
@@ -41,6 +42,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         preprocessing: ``standardize`` = per-channel mean/std of the training split on 0..1 pixels;
             ``mean_image`` = the course's: subtract the mean training image, keep 0..255 units.
         augment: random crop (``crop_padding``) and horizontal flip (``flip``) on training batches.
+        flip: ``true`` mirrors a random half of each batch; ``alternate`` mirrors each image in every
+            other epoch (a seeded half in even epochs, the rest in odd ones); ``false`` never.
+        crop_padding_mode: ``zeros`` (the mean colour) or ``reflect`` (mirrored border pixels).
         drop_last: drop the last incomplete training batch.
         shuffle_seed: seed of the per-epoch shuffle; None follows ``seed_everything``.
         archive_md5: expected MD5 of ``cifar-10-python.tar.gz``; null skips the check.
@@ -60,12 +64,13 @@ class CIFAR10DataModule(L.LightningDataModule):
         preprocessing: Preprocessing = "standardize",
         augment: bool = False,
         crop_padding: NonNegativeInt = 4,
-        flip: bool = True,
+        flip: bool | Literal["alternate"] = True,
         drop_last: bool = False,
         shuffle_seed: int | None = None,
         archive_md5: str | None = OFFICIAL_MD5,
         data_on_device: bool = True,
         predict_dir: str | None = None,
+        crop_padding_mode: Literal["zeros", "reflect"] = "zeros",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -158,6 +163,17 @@ class CIFAR10DataModule(L.LightningDataModule):
     def val_y(self) -> Tensor:
         return self.labels[self.val_idx]
 
+    def train_images(self, max_n: int | None = None) -> Tensor:
+        """Up to ``max_n`` training-split images (a subset fixed by ``split_seed``), normalised exactly as the
+        training loader normalises them, before augmentation: float32 NCHW on the CPU. For models that
+        initialise layers from data (the fast CNN's whitening); never touches validation or test images."""
+        if self.images is None:
+            self.setup("fit")  # keeps statistics restored from a checkpoint (load_state_dict)
+        idx = self.train_idx
+        if max_n is not None and max_n < len(idx):
+            idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.hparams.split_seed))[:max_n]].sort().values
+        return normalize(self.images.index_select(0, idx), self.mean, self.std)
+
     def _statistics(self, images: Tensor, train_idx: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalisation constants from the training split only (never validation or test).
 
@@ -228,6 +244,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             world_size=world,
             subset=subset,
             with_index=with_index,
+            padding_mode=self.hparams.crop_padding_mode,
         )
 
     def train_dataloader(self) -> InMemoryLoader:

@@ -22,7 +22,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from datamodules.augment import normalize, random_crop
+from datamodules.augment import alternating_flip_mask, normalize, random_crop
 
 
 class EpochSampler:
@@ -61,6 +61,8 @@ class InMemoryLoader:
 
     ``subset`` (indices into ``images``) restricts it to one split without copying the images. With
     ``with_index`` a third element holds each image's index in ``images`` (for prediction files).
+    ``flip``: True mirrors a random half of each augmented batch, ``"alternate"`` mirrors each image in
+    every other epoch (:func:`alternating_flip_mask`), False never.
     """
 
     def __init__(
@@ -73,13 +75,14 @@ class InMemoryLoader:
         shuffle: bool = False,
         augment: bool = False,
         crop_padding: int = 4,
-        flip: bool = True,
+        flip: bool | str = True,
         drop_last: bool = False,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
         subset: Tensor | None = None,
         with_index: bool = False,
+        padding_mode: str = "zeros",
     ):
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(f"images must be a uint8 NCHW tensor, got {images.dtype} {tuple(images.shape)}")
@@ -87,7 +90,7 @@ class InMemoryLoader:
         self.mean = mean.to(images.device)
         self.std = None if std is None else std.to(images.device)
         self.batch_size, self.augment, self.crop_padding, self.flip = batch_size, augment, crop_padding, flip
-        self.drop_last, self.with_index = drop_last, with_index
+        self.drop_last, self.with_index, self.padding_mode = drop_last, with_index, padding_mode
         self.subset = None if subset is None else subset.to(images.device)
         n = len(images) if subset is None else len(subset)
         self.sampler = EpochSampler(n, shuffle, seed, rank, world_size, pad=shuffle)
@@ -113,10 +116,11 @@ class InMemoryLoader:
         self._resume_epoch = int(state["epoch"]) if self.start_batch else None
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        idx = self.sampler.indices().to(self.images.device)
-        if self.subset is not None:
-            idx = self.subset[idx]
+        pos = self.sampler.indices().to(self.images.device)  # positions in the population (the split)
+        idx = pos if self.subset is None else self.subset[pos]
         gen = torch.Generator(device=self.images.device) if self.augment else None
+        alternate = self.augment and self.flip == "alternate"
+        flips = alternating_flip_mask(self.sampler.n, self.sampler.seed, self.sampler.epoch).to(self.images.device) if alternate else None
         start, self.start_batch = self.start_batch, 0
         if self._resume_epoch is not None and self._resume_epoch != self.sampler.epoch:
             start = 0  # the saved position belongs to another epoch than the one being started
@@ -129,6 +133,7 @@ class InMemoryLoader:
             if gen is not None:
                 s = self.sampler
                 gen.manual_seed(((s.seed * 1_000_003 + s.epoch) * 1_009 + s.rank) * 100_003 + b)
-                x = random_crop(x, self.crop_padding, gen, flip=self.flip)
+                mirrored = flips[pos[b * self.batch_size : (b + 1) * self.batch_size]] if flips is not None else None
+                x = random_crop(x, self.crop_padding, gen, flip=self.flip is True, mirrored=mirrored, padding_mode=self.padding_mode)
             y = self.labels.index_select(0, sel)
             yield (x, y, sel) if self.with_index else (x, y)

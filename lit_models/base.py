@@ -21,6 +21,8 @@ from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cli.lightning_internals import FastHookNameMixin
+from lit_models.param_groups import apply_lr_multipliers, check_lr_multipliers, parameter_groups
+from lit_models.tta import tta_logits
 
 # A probability-like hyperparameter: 0 allowed, 1 not (label smoothing, dropout). The CLI refuses other values.
 Fraction = restricted_number_type("Fraction", float, [(">=", 0.0), ("<", 1.0)])
@@ -88,6 +90,9 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
         no_weight_decay_on_norm_and_bias: bool = False,
         channels_last: bool = False,
         compile: bool = False,
+        tta: Literal["none", "flip", "flip+translate"] = "none",
+        lr_multipliers: dict[str, float] | None = None,
+        lr_multipliers_keep_weight_decay: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -96,6 +101,8 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
             # pickle code into the checkpoint and break weights_only loading, so it is not recorded.
             if callable(self.hparams.get(key)):
                 self.hparams.pop(key)
+        check_lr_multipliers(lr_multipliers or {})  # regular expressions: no type annotation can refuse a bad one
+        self.tta, self.lr_multipliers, self.lr_multipliers_keep_weight_decay = tta, dict(lr_multipliers or {}), lr_multipliers_keep_weight_decay
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
         self.num_classes = num_classes
@@ -146,6 +153,11 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
         self.log("step", float(self.global_step), sync_dist=True)
         self.train_acc.reset()
 
+    def eval_logits(self, x: Tensor) -> Tensor:
+        """Logits for validate/test/predict: with test-time augmentation ``tta`` (a hyperparameter, so
+        ``--model.tta`` overrides it when evaluating a checkpoint)."""
+        return tta_logits(self, x, self.tta)
+
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
             self.log("step", float(self.evaluated_step()), sync_dist=True)
@@ -161,7 +173,7 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, metric: MulticlassAccuracy) -> Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self.eval_logits(x)
         loss = nn.functional.cross_entropy(logits, y)
         metric(logits, y)
         self.log(f"{stage}/loss", loss, prog_bar=stage == "val", sync_dist=True)
@@ -175,7 +187,7 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
         return self._eval_step(batch, "test", self.test_acc)
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return torch.softmax(self(batch[0]).float(), dim=1)
+        return torch.softmax(self.eval_logits(batch[0]).float(), dim=1)
 
     # ------------------------------------------------------------------ checkpoints
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -209,19 +221,13 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """One group, or two when norms and biases are exempt from weight decay (modern CNN recipes)."""
-        if not self.no_weight_decay_on_norm_and_bias:
-            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
-        decay, no_decay = [], []
-        for module in self.modules():
-            is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)) or "Norm" in type(module).__name__
-            for name, p in module.named_parameters(recurse=False):
-                if p.requires_grad:
-                    (no_decay if is_norm or name.endswith("bias") else decay).append(p)
-        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+        """One group, or two when norms and biases are exempt from weight decay (modern CNN recipes), split
+        further by ``lr_multipliers`` (see :mod:`lit_models.param_groups`)."""
+        return parameter_groups(self, self.no_weight_decay_on_norm_and_bias, self.lr_multipliers)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameter_groups())
+        apply_lr_multipliers(optimizer, self.lr_multipliers_keep_weight_decay)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.build_scheduler(optimizer)
@@ -243,4 +249,7 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
         given = factory.keywords if isinstance(factory, functools.partial) else {}
         if "total_steps" in params and given.get("total_steps") is None:
             kwargs["total_steps"] = self.total_training_steps() if total_steps is None else total_steps
+        factors = [g.get("lr_multiplier", 1.0) for g in optimizer.param_groups]
+        if "max_lr" in params and isinstance(given.get("max_lr"), (int, float)) and any(f != 1.0 for f in factors):
+            kwargs["max_lr"] = [given["max_lr"] * f for f in factors]  # OneCycleLR sets each group's LR from max_lr
         return factory(optimizer, **kwargs)
