@@ -40,6 +40,7 @@ class RunSession:
     subcommand: str = ""
     trainer: Any = None
     started: float = field(default_factory=time.monotonic)
+    owns_run_dir: bool = False  # False for a fit refused because another process trains there: leave its files alone
 
     def begin(self, plan: RunPlan, saved_config: str, subcommand: str) -> None:
         self.plan, self.saved_config, self.subcommand = plan, saved_config, subcommand
@@ -47,6 +48,7 @@ class RunSession:
             return
         if subcommand == "fit":
             lock_run_dir(plan.run_dir)
+            self.owns_run_dir = True
             start_segment(plan.run_dir, int(self.checkpoint.get("global_step", 0)) if plan.resumed_in_place and self.checkpoint else 0)
         config = plan.run_dir / CONFIG_FILE
         if not config.is_file():
@@ -70,7 +72,7 @@ class RunSession:
 
     def close(self, exc: BaseException | None) -> None:
         plan = self.plan
-        if plan is None or process_rank() != 0:
+        if plan is None or process_rank() != 0 or (self.subcommand == "fit" and not self.owns_run_dir):
             return
         unlock_run_dir(plan.run_dir)
         status = self._status(exc)

@@ -105,8 +105,11 @@ def test_a_second_process_cannot_train_in_a_run_directory_in_use(batches_dir: Pa
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
         with pytest.raises(RunDirBusy, match=f"in use by process {holder.pid}"):
             run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "4", "--run_name", "busy", "--ckpt_path", "last"))
+        after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+        assert after == before, "the refused process wrote into the run directory the other process trains in (status.json, CSV history)"
     finally:
         holder.communicate("")
     resumed = run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "4", "--run_name", "busy", "--ckpt_path", "last"))
