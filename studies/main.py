@@ -3,7 +3,7 @@
 Runs every cell x seed of a study as a normal ``train.py fit`` run under ``DIR/<cell>/seed<k>/``, resumes
 an interrupted study when the same command is run again, and writes ``summary.csv``, ``summary.md`` and
 the plots into ``DIR`` (default ``runs/studies/<name>``). Exit codes: 0 every run completed or diverged
-(a result), 1 some run failed, 2 bad study file or flags (one line naming them), 128+N stopped by signal N.
+(a result), 1 some run failed or did not finish, 2 bad study file or flags (one line naming them), 128+N stopped by signal N.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def check_flags(spec: StudySpec, extra: list[str]) -> None:
 
 
 def summarise_study(spec: StudySpec, out: Path, cells: list[Cell], echo: bool = True) -> int:
-    """Regenerate the summary files and plots from the runs; print the table. Returns the number of failures."""
+    """Regenerate the summary files and plots from the runs; print the table. Returns the number of runs that
+    failed or did not finish (a child killed outright leaves its run ``running``: not a result)."""
     results = [read_run(out, c.name, s) for c in cells for s in spec.seeds]
     summaries = summarise(cells, results)
     write_csv(out / "summary.csv", summaries, spec, out)
@@ -78,7 +79,7 @@ def summarise_study(spec: StudySpec, out: Path, cells: list[Cell], echo: bool = 
     if echo:
         print("\n" + text, flush=True)
         print(f"Outputs: {out}/ (summary.csv, summary.md, {', '.join(p.name for p in plots)})")
-    return sum(1 for line in problems(summaries) if line.startswith(("FAILED", "ERROR")))
+    return sum(1 for line in problems(summaries) if line.startswith(("FAILED", "ERROR", "PENDING")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from studies.flags import to_argv
-from studies.results import LOG_FILE, TEST_RUN_NAME, fit_run_dir, fit_status, last_error_line, read_run, record_launch, seed_dir, test_result
+from studies.results import LOG_FILE, TEST_RUN_NAME, fit_run_dir, fit_status, last_error_line, read_launch, read_run, record_launch, seed_dir, test_result
 from studies.spec import ROOT, Cell, StudySpec
 
 tqdm.monitor_interval = 0  # no monitor thread: children are forked from a single-threaded process
@@ -123,8 +123,11 @@ class StudyRunner:
             return "fit"
         run_dir = fit_run_dir(task.path)
         has_best = run_dir is not None and (run_dir / "checkpoints" / "best.ckpt").is_file()
-        if self.spec.test and status == "completed" and has_best and test_result(task.path) is None:
-            return "test"
+        if self.spec.test and status == "completed" and test_result(task.path) is None:
+            if has_best:
+                return "test"
+            if "test" not in read_launch(task.path):  # test: true cannot be honoured: say so in the summary
+                record_launch(task.path, "test", 2, "no checkpoints/best.ckpt to test (the config keeps no best checkpoint: no validation or no monitor)")
         return "done"
 
     def fit_argv(self, task: Task) -> list[str]:

@@ -3,8 +3,10 @@
 A grid study becomes ``method: grid`` over its grid flags and the seed; named cells (not a product)
 become one ``config`` parameter whose values are the cells' flags as YAML text, which train.py reads as
 an extra ``--config`` on top of the base config. A search becomes ``method: bayes`` over the same
-ranges. Fixed flags and the study's command-line flags go into the command, so every agent runs
-exactly what ``scripts/study.py`` would.
+ranges. Fixed flags and the study's command-line flags go into the command, so every agent runs the
+same training runs as ``scripts/study.py`` (a grid: every cell x seed). Two differences remain: W&B ranks
+runs by the last logged ``val/acc`` (the study by the best one), and a bayes search runs each trial with
+the first seed only (the study averages a trial over all its seeds).
 """
 
 from __future__ import annotations

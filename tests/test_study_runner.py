@@ -87,3 +87,32 @@ def test_already_finished_runs_are_not_launched(spec: object, tmp_path: Path) ->
     tasks = _run(runner, spec)
     assert all(t.phase == "done" for t in tasks)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("fake.json")} == before
+
+
+def test_a_run_killed_outright_makes_the_study_exit_1_not_0(spec: object, tmp_path: Path) -> None:
+    """A child SIGKILLed (say by the OOM killer) leaves its run ``running``: the study must not report success."""
+    from studies.main import summarise_study
+
+    class KilledRunner(FakeRunner):
+        sleep_s = 0.0
+
+        def fit_argv(self, task: Task) -> list[str]:
+            killed = FAKE_FIT.replace('"completed"', '"running"') + "\nimport signal; os.kill(os.getpid(), signal.SIGKILL)\n"
+            return [sys.executable, "-c", killed, str(task.path), str(self.sleep_s)]
+
+    out = tmp_path / "out"
+    _run(KilledRunner(spec, out, [], jobs=1, echo=lambda _: None), spec)
+    assert summarise_study(spec, out, spec.cells(), echo=False) == 2
+    assert "PENDING hidden_sizes=10 seed 0" in (out / "summary.md").read_text()
+
+
+def test_test_true_without_a_best_checkpoint_is_reported_not_skipped(tmp_path: Path) -> None:
+    from studies.main import summarise_study
+
+    text = "name: fake\nconfig: configs/mlp.yaml\ngrid:\n  model.init_args.hidden_sizes: [[10]]\nseeds: [0]\ntest: true\n"
+    spec = parse_spec(tmp_path / "fake.yaml", text)
+    out = tmp_path / "out"
+    tasks = _run(FakeRunner(spec, out, [], jobs=1, echo=lambda _: None), spec)  # completes without a best.ckpt
+    assert FakeRunner(spec, out, [], jobs=1).next_phase(tasks[0]) == "done"
+    assert summarise_study(spec, out, spec.cells(), echo=False) == 1
+    assert "no checkpoints/best.ckpt to test" in (out / "summary.md").read_text()
