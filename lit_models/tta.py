@@ -2,7 +2,8 @@
 
 ``none``: the batch as it is. ``flip``: the mean of the batch and its left-right mirror.
 ``flip+translate``: half of the ``flip`` logits plus a quarter each of the ``flip`` logits of the batch
-shifted by one pixel up-left and down-right (reflect padding, as in training): 6 forward passes in all.
+shifted by one pixel up-left and down-right: 6 forward passes in all. The shifts are always reflect-padded
+(airbench94's training padding), whatever ``--data.crop_padding_mode`` the model was trained with.
 Each view is one forward pass of the batch's own size, so an image's logits never depend on the
 others in its batch (BatchNorm runs on running statistics in eval mode).
 """
