@@ -190,6 +190,25 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
         return torch.softmax(self.eval_logits(batch[0]).float(), dim=1)
 
     # ------------------------------------------------------------------ checkpoints
+    def _refuse_averaged_resume_without_averaging(self, checkpoint: dict[str, Any]) -> None:
+        """A WeightAverage checkpoint's ``state_dict`` is the average; only that callback restores the raw weights
+        the optimizer state belongs to. Resuming without it would silently train on from the average."""
+        if "raw_state_dict" not in checkpoint:
+            return
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # load_from_checkpoint: no Trainer, nothing is resumed
+            return
+        if trainer.state.fn != TrainerFn.FITTING:
+            return
+        from callbacks.weight_average import WeightAverage
+
+        if not any(isinstance(cb, WeightAverage) for cb in trainer.callbacks):
+            raise CheckpointMismatchError(
+                "The checkpoint was trained with callbacks.weight_average.WeightAverage (it holds averaged and raw weights); "
+                "resume it with the same trainer.callbacks (python train.py fit --config <run dir>/config.yaml --ckpt_path ...), "
+                "or evaluate it with validate/test/predict.")
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint of another model or shape before any weight is copied (no half-loaded model)."""
         self.checkpoint_step = int(checkpoint.get("global_step", 0))  # test/predict don't restore global_step
@@ -203,6 +222,7 @@ class ClassifierModule(FastHookNameMixin, L.LightningModule):
             hint = ("Resume it with the run's own config (python train.py fit --config <run dir>/config.yaml --ckpt_path ...), "
                     "or start a new run without --ckpt_path.") if fitting else "Evaluate it without --model (train.py rebuilds the model from the checkpoint)."
             raise CheckpointMismatchError(f"The checkpoint holds a {saved_cls}, but the model is a {mine}. {hint}")
+        self._refuse_averaged_resume_without_averaging(checkpoint)
         saved = checkpoint.get("state_dict", {})
         own = self.state_dict()
         missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))

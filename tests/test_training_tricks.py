@@ -14,6 +14,7 @@ from datamodules import CIFAR10DataModule
 from datamodules.augment import normalize, random_crop
 from datamodules.in_memory_loader import InMemoryLoader
 from lit_models import FastCNNClassifier, VGGClassifier
+from lit_models.base import CheckpointMismatchError
 from lit_models.components.fast_cnn import FastCNN, patch_whitening_weights
 from lit_models.schedules import TriangularLR
 from lit_models.tta import tta_logits
@@ -306,6 +307,10 @@ def test_weight_average_resume_is_bit_identical(mode: str, batches_dir: Path, tm
     ev = run_cli("validate", "--ckpt_path", runs / "clean" / "version_0" / "checkpoints" / "last.ckpt", "--data.data_dir", batches_dir,
                  "--runs_dir", runs, "--trainer.logger", "false")
     assert float(ev.trainer.callback_metrics["val/acc"]) == float(clean.trainer.callback_metrics["val/acc"]), "validation ran on the average"
+    no_average = tmp_path / "no_average.yaml"
+    no_average.write_text("trainer:\n  callbacks: []\n")
+    with pytest.raises(CheckpointMismatchError, match="WeightAverage"):  # it would train on from the average, silently
+        run_cli(*_fit_args(batches_dir, runs, *common, "--run_name", "crash", "--config", str(no_average), "--ckpt_path", "last", "--trainer.max_epochs", "4"))
 
 
 @pytest.mark.parametrize("sig,step", [("SIGINT", 9), ("SIGTERM", 6)])
