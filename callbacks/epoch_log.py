@@ -1,6 +1,6 @@
 """One line per training epoch, printed and written to ``epoch_log.csv`` in the run directory.
 
-Columns: ``epoch, step, train_loss`` (mean over the epoch's steps), ``train_acc``, ``val_acc`` (when
+Columns: ``epoch, step, train_loss`` (mean over the epoch's steps, all DDP ranks together), ``train_acc``, ``val_acc`` (when
 validation ran), ``train_seconds`` (the epoch's wall time without validation) and ``total_train_seconds``
 (their running sum). The yardstick for speed comparisons: time spent validating is excluded, as in
 airbench's log. Losses are summed on the device; the host waits for the device (CUDA) only at epoch and
@@ -91,8 +91,16 @@ class EpochLog(Callback):
         _sync(pl_module)
         seconds = time.perf_counter() - self._start - self._val_seconds
         total = (self.rows[-1]["total_train_seconds"] if self.rows else 0.0) + seconds
-        loss = float(self._loss_sum) / max(self._steps, 1) if self._loss_sum is not None else float("nan")
+        loss = self._mean_loss_over_ranks(trainer, pl_module)
         self._pending = {"epoch": trainer.current_epoch, "step": trainer.global_step, "train_loss": loss, "train_seconds": seconds, "total_train_seconds": total}
+
+    def _mean_loss_over_ranks(self, trainer: Trainer, pl_module: LightningModule) -> float:
+        """The epoch's mean loss over every step of every rank (under DDP each rank sees its own shard;
+        rank 0's mean alone would describe half the data). One all-reduce per epoch, on every rank."""
+        loss_sum = self._loss_sum if self._loss_sum is not None else torch.zeros((), device=pl_module.device)
+        stats = torch.stack([loss_sum.float(), torch.tensor(float(self._steps), device=loss_sum.device)])
+        total, steps = trainer.strategy.reduce(stats, reduce_op="sum").tolist()
+        return total / steps if steps > 0 else float("nan")
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer)

@@ -4,6 +4,7 @@ triangular schedule, and the whitening layer."""
 
 from __future__ import annotations
 
+import csv
 import functools
 from pathlib import Path
 
@@ -317,7 +318,6 @@ def test_weight_average_resume_is_bit_identical(mode: str, batches_dir: Path, tm
 def test_signal_stop_and_resume_keeps_averaging_and_epoch_log_exact(sig: str, step: int, batches_dir: Path, tmp_path: Path) -> None:
     """LastCheckpoint saves at the step boundary on SIGINT/SIGTERM (step 9: mid-epoch 1; step 6: the last step of
     epoch 0, followed by its validation); the resumed run's weights, averages and epoch log equal an uninterrupted run's."""
-    import csv
 
     from callbacks.interrupts import RunInterrupted
 
@@ -357,17 +357,27 @@ def test_bad_weight_average_values_name_the_flag() -> None:
 
 
 @pytest.mark.slow
-def test_fast_cnn_ddp_replicas_agree(batches_dir: Path, tmp_path: Path) -> None:
-    """Whitening (rank 0's, broadcast), alternating flip and lookahead stay identical on 2 CPU processes."""
+def test_fast_cnn_ddp_replicas_agree_and_epoch_log_averages_all_ranks(batches_dir: Path, tmp_path: Path) -> None:
+    """Whitening (rank 0's, broadcast), alternating flip and lookahead stay identical on 2 CPU processes;
+    EpochLog's train_loss is the mean over both ranks' steps, not rank 0's alone."""
     from tests.cli_helpers import run_script
 
     cfg = tmp_path / "callbacks.yaml"
     cfg.write_text("trainer:\n  callbacks:\n  - class_path: callbacks.weight_average.WeightAverage\n"
                    "    init_args: {mode: lookahead, decay: 0.95, every_n_steps: 2, ramp_power: 3.0, start_step: 0}\n"
-                   "  - class_path: tests.helpers.replicas.ReplicasAgree\n")
+                   "  - class_path: tests.helpers.replicas.ReplicasAgree\n"
+                   "  - class_path: callbacks.epoch_log.EpochLog\n"
+                   "  - class_path: tests.helpers.rank_losses.RankLosses\n")
     res = run_script(*_fit_args(batches_dir, tmp_path / "runs", "--trainer.max_epochs", "2", "--trainer.devices", "2",
                                 "--trainer.strategy", "ddp", "--run_name", "ddp", "--config", str(cfg)), timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "replicas agree" in res.stdout
-    ckpt = torch.load(tmp_path / "runs" / "ddp" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    run = tmp_path / "runs" / "ddp" / "version_0"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 6 and "raw_state_dict" in ckpt, "120 images, batch 20, 2 ranks: 3 steps per epoch"
+    per_rank = [[float(v) for v in line.split(",")] for line in (run / "rank_losses.csv").read_text().split()]
+    logged = [float(r["train_loss"]) for r in csv.DictReader(open(run / "epoch_log.csv"))]
+    assert len(per_rank) == len(logged) == 2 and all(len(r) == 2 for r in per_rank)
+    for epoch, ((rank0, rank1), loss) in enumerate(zip(per_rank, logged)):
+        assert abs(rank0 - rank1) > 1e-4, "the ranks' shards must give different losses for this test to tell them apart"
+        assert loss == pytest.approx((rank0 + rank1) / 2, rel=1e-5), f"epoch {epoch}: {loss} is not the mean of {rank0} and {rank1}"
