@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,9 @@ class CIFARCLI(LightningCLI):
             # Evaluation saves nothing; pointing the callbacks at the checkpoint's own folder keeps Lightning
             # from warning, on restoring their state, that the folder has changed.
             cfg.checkpoint.dirpath = cfg.last_checkpoint.dirpath = str(Path(ckpt).resolve().parent)
+            # Evaluation reads the weights only (WeightAverage saved the averaged ones as state_dict); the
+            # training callbacks' states matter to a resumed fit alone, where Lightning's warning stays.
+            warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
         try:
             cfg.trainer.logger = configure_loggers(cfg.trainer.logger, plan.run_dir)
         except LoggerConfigError as exc:

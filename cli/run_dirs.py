@@ -207,6 +207,17 @@ def _write_status_record(run_dir: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
+def read_status(run_dir: Path) -> dict:
+    """The run's ``status.json`` record ({} when there is none yet)."""
+    return _read_status(run_dir)
+
+
+def restore_status(run_dir: Path, record: dict, refusal: str) -> None:
+    """A resume refused before it trained a step changed nothing in the run: put back the record it had
+    (status, step, wall time, segments) and note why the resume was refused."""
+    _write_status_record(run_dir, {**{k: v for k, v in record.items() if k != "refused_resume"}, "refused_resume": refusal})
+
+
 def start_segment(run_dir: Path, global_step: int) -> None:
     """Marks ``status.json`` ``running`` for a new training segment (a first launch or a resume).
 

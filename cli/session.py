@@ -20,7 +20,11 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from callbacks.divergence import DivergenceError
 from callbacks.interrupts import RunInterrupted
 from cli.loggers import restore_csv_history, set_aside_csv_history
-from cli.run_dirs import CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, share_with_workers, start_segment, unlock_run_dir, write_status
+from cli.run_dirs import (
+    CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, read_status, restore_status, share_with_workers, start_segment, unlock_run_dir,
+    write_status,
+)
+from lit_models.base import CheckpointMismatchError
 
 
 def process_rank() -> int:
@@ -41,6 +45,7 @@ class RunSession:
     trainer: Any = None
     started: float = field(default_factory=time.monotonic)
     owns_run_dir: bool = False  # False for a fit refused because another process trains there: leave its files alone
+    status_before: dict | None = None  # a resume in place: the run's status.json record before this segment
 
     def begin(self, plan: RunPlan, saved_config: str, subcommand: str) -> None:
         self.plan, self.saved_config, self.subcommand = plan, saved_config, subcommand
@@ -49,6 +54,7 @@ class RunSession:
         if subcommand == "fit":
             lock_run_dir(plan.run_dir)
             self.owns_run_dir = True
+            self.status_before = read_status(plan.run_dir) if plan.resumed_in_place else None
             start_segment(plan.run_dir, int(self.checkpoint.get("global_step", 0)) if plan.resumed_in_place and self.checkpoint else 0)
         config = plan.run_dir / CONFIG_FILE
         if not config.is_file():
@@ -83,7 +89,9 @@ class RunSession:
                 print(f"The run stopped before producing anything; its directory {plan.run_dir} was removed.", file=sys.stderr)
             return
         step = int(self.trainer.global_step) if self.trainer is not None else 0
-        if self.subcommand == "fit":
+        if self.subcommand == "fit" and self.status_before and isinstance(exc, CheckpointMismatchError):
+            restore_status(plan.run_dir, self.status_before, str(exc).strip().splitlines()[0])
+        elif self.subcommand == "fit":
             error = None if exc is None or status == "interrupted" else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             write_status(plan.run_dir, status, step, time.monotonic() - self.started, error)
         print(f"Outputs: {plan.run_dir}", flush=True)

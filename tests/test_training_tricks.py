@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 from pathlib import Path
 
 import pytest
@@ -264,6 +265,25 @@ def test_fit_whitens_from_the_training_split_and_freezes_the_whitening_bias(batc
     assert all(0 <= float(r["test_acc"]) <= 1 for r in rows) and (only_run_dir(runs) / "epoch_test.csv").is_file()
 
 
+def test_evaluating_a_checkpoint_does_not_ask_for_the_callbacks_that_trained_it(batches_dir: Path, tmp_path: Path) -> None:
+    """Evaluation reads weights only (WeightAverage saved the averaged ones), so Lightning's "callbacks used to
+    create the checkpoint need to be provided" is a false alarm there; resuming a fit without them keeps it."""
+    import warnings
+
+    runs = tmp_path / "runs"
+    run_cli(*_fit_args(batches_dir, runs, "--trainer.max_epochs", "1"))
+    last = only_run_dir(runs) / "checkpoints" / "last.ckpt"
+    saved = " ".join(torch.load(last, weights_only=True)["callbacks"])
+    assert "WeightAverage" in saved and "EpochLog" in saved, saved
+    for subcommand in ("validate", "test"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_cli(subcommand, "--ckpt_path", str(last), "--data.data_dir", str(batches_dir), "--data.download", "false",
+                    "--data.val_size", "30", "--runs_dir", str(tmp_path / "eval"), "--trainer.logger", "false",
+                    "--trainer.enable_progress_bar", "false")
+        assert not [str(w.message) for w in caught if "callbacks used to create the checkpoint" in str(w.message)], subcommand
+
+
 # Every argument given: a second config's callback list may inherit init_args from the first one's.
 WEIGHT_AVERAGES = {
     "ema": "{mode: ema, decay: 0.8, every_n_steps: 1, ramp_power: 0.0, start_step: 0}",
@@ -310,8 +330,13 @@ def test_weight_average_resume_is_bit_identical(mode: str, batches_dir: Path, tm
     assert float(ev.trainer.callback_metrics["val/acc"]) == float(clean.trainer.callback_metrics["val/acc"]), "validation ran on the average"
     no_average = tmp_path / "no_average.yaml"
     no_average.write_text("trainer:\n  callbacks: []\n")
+    status = runs / "crash" / "version_0" / "status.json"
+    before = json.loads(status.read_text())
     with pytest.raises(CheckpointMismatchError, match="WeightAverage"):  # it would train on from the average, silently
         run_cli(*_fit_args(batches_dir, runs, *common, "--run_name", "crash", "--config", str(no_average), "--ckpt_path", "last", "--trainer.max_epochs", "4"))
+    after = json.loads(status.read_text())
+    assert after.pop("refused_resume").startswith("The checkpoint was trained with callbacks.weight_average.WeightAverage") and after == before, \
+        "a refused resume leaves the run's record (status, step, wall time, segments) as it was"
 
 
 @pytest.mark.parametrize("sig,step", [("SIGINT", 9), ("SIGTERM", 6)])
