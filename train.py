@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> CIFARCLI:
     tune_cpu_allocator()
     session = RunSession()
     try:
-        cli = CIFARCLI(ClassifierModule, CIFAR10DataModule, subclass_mode_model=True, auto_configure_optimizers=False, args=argv, session=session)
+        with warnings.catch_warnings():  # filters set for one run (e.g. evaluation's) end with it, in-process callers included
+            cli = CIFARCLI(ClassifierModule, CIFAR10DataModule, subclass_mode_model=True, auto_configure_optimizers=False, args=argv, session=session)
     except BaseException as exc:
         session.close(exc)
         raise

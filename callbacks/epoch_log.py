@@ -9,6 +9,10 @@ validation boundaries, so timing is exact without a per-step sync.
 The rows and the current epoch's running loss sum are part of the callback's checkpoint state, so a run
 interrupted mid-epoch (``last.ckpt`` on SIGINT/SIGTERM) and resumed writes the same losses and accuracies
 as an uninterrupted one; only the seconds differ (time before the interruption is kept, the restart is not).
+Under DDP the checkpoint holds rank 0's partial sum only (collecting the others would need a collective inside
+checkpoint saving, which SLURM's signal handler may run at any point on each rank), so every rank resumes
+from it: the interrupted epoch's ``train_loss`` stands in rank 0's steps before the interruption for all
+ranks', close to but not equal to the uninterrupted value. Every other epoch's is exact.
 """
 
 from __future__ import annotations

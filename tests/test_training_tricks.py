@@ -281,6 +281,8 @@ def test_evaluating_a_checkpoint_does_not_ask_for_the_callbacks_that_trained_it(
             run_cli(subcommand, "--ckpt_path", str(last), "--data.data_dir", str(batches_dir), "--data.download", "false",
                     "--data.val_size", "30", "--runs_dir", str(tmp_path / "eval"), "--trainer.logger", "false",
                     "--trainer.enable_progress_bar", "false")
+            assert not [f for f in warnings.filters if f[1] is not None and "callbacks used to create" in f[1].pattern], \
+                "the filter ends with the evaluation: a later fit resume in the same process still gets the warning"
         assert not [str(w.message) for w in caught if "callbacks used to create the checkpoint" in str(w.message)], subcommand
 
 
@@ -404,5 +406,5 @@ def test_fast_cnn_ddp_replicas_agree_and_epoch_log_averages_all_ranks(batches_di
     logged = [float(r["train_loss"]) for r in csv.DictReader(open(run / "epoch_log.csv"))]
     assert len(per_rank) == len(logged) == 2 and all(len(r) == 2 for r in per_rank)
     for epoch, ((rank0, rank1), loss) in enumerate(zip(per_rank, logged)):
-        assert abs(rank0 - rank1) > 1e-4, "the ranks' shards must give different losses for this test to tell them apart"
+        assert abs(rank0 - rank1) > 1e-3, "the ranks' shards must give different losses for this test to tell them apart"
         assert loss == pytest.approx((rank0 + rank1) / 2, rel=1e-5), f"epoch {epoch}: {loss} is not the mean of {rank0} and {rank1}"

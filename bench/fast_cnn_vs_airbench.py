@@ -1,0 +1,246 @@
+"""The fast CNN recipe side by side with airbench94 on the same data, machine, threads and epochs.
+
+    python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR
+        [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--threads 2] [--config configs/fast_cnn_cpu.yaml]
+        [--batch-size 1024] [--per-epoch] [train.py fit flags ...]
+
+``--airbench``: airbench94's script, as a file or as a git directory of github KellerJordan/cifar10-airbench
+(``legacy/airbench94.py`` is read from its HEAD). Its maths is not touched: on the CPU only what needs a GPU
+is replaced (``.half().cuda()`` -> float32, CUDA events -> a wall-clock timer); on both devices the number of
+runs and ``train_epochs`` are set from ``--seeds`` and ``--epochs``. The patched copy is kept in
+``OUT/airbench/`` for reading. Its data is written from this project's own loader (``--data-dir``: any
+layout the DataModule reads, with a test split), so both sides train on the same images and test on the
+same held-out ones.
+
+Per seed, airbench94 runs first, then ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
+steps per epoch)`` and ``train.py test`` on its final checkpoint (the config's TTA), with the same thread
+count. Speed is training seconds per epoch without evaluation on both sides (airbench's own timer, our
+``epoch_log.csv``); the first epoch is left out of the mean (start-up, and ``torch.compile`` with
+``configs/fast_cnn.yaml``). ``--per-epoch`` adds our per-epoch test accuracy without TTA
+(``scripts/evaluate_checkpoints.py``), next to airbench's ``val_acc`` column; ours evaluates the lookahead
+average, airbench the live weights (up to 4 steps past its last lookahead sync).
+
+On the CPU both sides compute in float32 without compile, so the ratio compares implementations of the
+same maths. On CUDA airbench runs its own fp16 weights without compile and ours the config's bf16-mixed
+with ``torch.compile``: the ratio then compares the two recipes as shipped. Prints one JSON line,
+``{"epochs", "seeds", "airbench": {...}, "fast_cnn": {...}, "seconds_per_epoch_ratio"}`` (= ours / airbench's),
+and writes ``OUT/side_by_side.md`` and ``OUT/side_by_side.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# What must match airbench's run: the whole training split, its batch size and its step count.
+FIXED_FLAGS = ("--data.val_size", "--data.batch_size", "--data.drop_last", "--trainer.max_steps", "--trainer.max_epochs", "--data.data_dir")
+COLUMNS = ("run", "epoch", "train_loss", "train_acc", "val_acc", "tta_val_acc", "total_time_seconds")
+TIMER = """
+import time as _time
+class _WallClockEvent:
+    def record(self): self.t = _time.perf_counter()
+    def elapsed_time(self, other): return (other.t - self.t) * 1e3
+"""
+
+
+def airbench_source(path: Path) -> str:
+    if path.is_file():
+        return path.read_text()
+    git_dir = path / ".git" if (path / ".git").exists() else path
+    res = subprocess.run(["git", f"--git-dir={git_dir}", "show", "HEAD:legacy/airbench94.py"], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"error: --airbench {path}: neither airbench94.py nor a git directory holding legacy/airbench94.py ({res.stderr.strip()})")
+    return res.stdout
+
+
+def patch_airbench(src: str, device: str, epochs: float, runs: int, threads: int, batch_size: int = 1024) -> str:
+    """Set the run count, epochs and batch size; on the CPU, float32 and a wall-clock timer. Refuses an upstream change
+    that would make a replacement silently miss."""
+    edits = [("'train_epochs': 9.9", f"'train_epochs': {epochs!r}"), ("range(25)", f"range({runs})"), ("'batch_size': 1024", f"'batch_size': {batch_size}"),
+             ("with open(sys.argv[0]) as f:\n        code = f.read()", "code = ''")]
+    if device == "cpu":
+        edits += [(".half().cuda()", ".float()"), (".half()", ".float()"), ("torch.device(gpu)", "'cpu'"),
+                  ("torch.cuda.Event(enable_timing=True)", "_WallClockEvent()"), ("torch.cuda.synchronize()", "pass")]
+    for old, new in edits:
+        if old not in src:
+            sys.exit(f"error: --airbench: {old.splitlines()[0]!r} not found; this script knows airbench94.py as of 2024-2026")
+        src = src.replace(old, new)
+    return f"import torch\ntorch.set_num_threads({threads})\n{TIMER}\n{src}"
+
+
+def write_airbench_data(data_dir: str, folder: Path) -> int:
+    """airbench's format from this project's loader: uint8 NHWC images, labels, class names. Returns the train size."""
+    import numpy as np
+    import torch
+
+    from datamodules.sources import CLASSES, load_cifar10
+
+    raw = load_cifar10(data_dir, download=False)
+    if raw.test_x is None:
+        sys.exit(f"error: --data-dir {data_dir} has no test split; hold one out first (scripts/split_image_folder.py)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, x, y in (("train", raw.train_x, raw.train_y), ("test", raw.test_x, raw.test_y)):
+        images = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+        torch.save({"images": images, "labels": torch.from_numpy(y.astype(np.int64)), "classes": list(CLASSES)}, folder / f"{split}.pt")
+    return len(raw.train_x)
+
+
+def parse_airbench_table(stdout: str) -> list[dict[str, str]]:
+    """Rows of airbench94's printed table; the run number is carried down to its blank cells."""
+    rows, run = [], ""
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != len(COLUMNS) or cells[1] in ("epoch", ""):
+            continue
+        row = dict(zip(COLUMNS, cells))
+        run = row["run"] = row["run"] or run
+        rows.append(row)
+    return rows
+
+
+def airbench_summary(rows: list[dict[str, str]], run: str) -> dict:
+    mine = [r for r in rows if r["run"] == run]
+    epochs = [r for r in mine if r["epoch"].isdigit()]
+    final = [r for r in mine if r["epoch"] == "eval"]
+    totals = [float(r["total_time_seconds"]) for r in epochs]
+    per_epoch = [b - a for a, b in zip([0.0, *totals], totals)]
+    return {"val_acc_per_epoch": [float(r["val_acc"]) for r in epochs], "test_acc": float(final[0]["val_acc"]) if final else None,
+            "test_acc_tta": float(final[0]["tta_val_acc"]) if final else None, "train_seconds_per_epoch": per_epoch}
+
+
+def run_airbench(src: Path, workdir: Path, threads: int) -> list[dict[str, str]]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    log = workdir / "airbench.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, src.name], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        for line in proc.stdout:  # shown as it comes: a CPU run takes hours
+            print(line, end="", flush=True)
+            fh.write(line)
+            out.append(line)
+    if proc.wait() != 0:
+        sys.exit(f"error: airbench94 failed (exit {proc.returncode}); its output is in {log}")
+    return parse_airbench_table("".join(out))
+
+
+def train_py(*args: str, threads: int) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env)
+    if res.returncode != 0:
+        sys.exit(f"error: train.py {args[0]} failed (exit {res.returncode}): train.py {' '.join(args)}")
+
+
+def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[str]) -> dict:
+    name = f"fast_cnn_seed{seed}"
+    runs = a.out / "runs"
+    common = ["--data.data_dir", a.data_dir, "--data.download", "false", "--runs_dir", str(runs), "--trainer.enable_progress_bar", "false"]
+    train_py("fit", "--config", str(a.config), *common, "--run_name", name, "--seed_everything", str(seed),
+             "--trainer.max_steps", str(max_steps), "--trainer.max_epochs", str(math.ceil(a.epochs)), "--data.batch_size", str(a.batch_size),
+             *flags, threads=a.threads)
+    run = sorted((runs / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+    from scripts.evaluate_checkpoints import test_accuracy
+
+    last, evals = run / "checkpoints" / "last.ckpt", str(a.out / "eval")
+    result = {"run_dir": str(run), "test_acc": test_accuracy(last, "none", common[:4], evals),
+              "test_acc_tta": test_accuracy(last, "flip+translate", common[:4], evals)}
+    log = list(csv.DictReader(open(run / "epoch_log.csv")))
+    result["train_seconds_per_epoch"] = [float(r["train_seconds"]) for r in log]
+    if int(log[-1]["step"]) != max_steps:
+        sys.exit(f"error: {run} stopped at step {log[-1]['step']}, not airbench's {max_steps}: check the flags given to train.py")
+    if a.per_epoch:
+        from scripts.evaluate_checkpoints import main as evaluate_checkpoints
+
+        rows = evaluate_checkpoints([str(run), "--data.data_dir", a.data_dir, "--data.download", "false"])
+        result["val_acc_per_epoch"] = [float(r["test_acc"]) for r in rows if r["epoch"] != "final"]
+    return result
+
+
+def mean_std(values: list[float]) -> dict:
+    values = [v for v in values if v is not None]
+    return {"mean": statistics.fmean(values) if values else None, "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def steady_epoch_seconds(per_run: list[list[float]]) -> float:
+    """Mean training seconds per full epoch after the first; the last (partial) epoch is scaled to a full one
+    by neither side, so it is left out too when there are more than two."""
+    epochs = [s for run in per_run for s in (run[1:-1] if len(run) > 2 else run[1:] or run)]
+    return statistics.fmean(epochs)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--airbench", type=Path, required=True)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--epochs", type=float, default=9.9)
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=1024, help="both sides (airbench94's is 1024; smaller only for small data sets)")
+    ap.add_argument("--config", type=Path, default=None, help="default: configs/fast_cnn_cpu.yaml on cpu, configs/fast_cnn.yaml on cuda")
+    ap.add_argument("--per-epoch", action="store_true", help="our per-epoch test accuracy without TTA (one test run per epoch)")
+    a, flags = ap.parse_known_args(argv)
+    for flag in flags:
+        if flag.split("=")[0] in FIXED_FLAGS:
+            sys.exit(f"error: {flag.split('=')[0]} is set by this benchmark (same images and steps as airbench); use --epochs / --batch-size")
+    for name, value, ok in (("--epochs", a.epochs, a.epochs > 0), ("--seeds", a.seeds, a.seeds >= 1), ("--threads", a.threads, a.threads >= 1),
+                              ("--batch-size", a.batch_size, a.batch_size >= 1)):
+        if not ok:
+            sys.exit(f"error: {name} must be positive, got {value}")
+    import torch
+
+    torch.set_num_threads(a.threads)  # our evaluation runs in this process
+    a.config = a.config or ROOT / ("configs/fast_cnn_cpu.yaml" if a.device == "cpu" else "configs/fast_cnn.yaml")
+    workdir = a.out / "airbench"
+    n_train = write_airbench_data(a.data_dir, workdir / "cifar10")
+    max_steps = math.ceil(a.epochs * (n_train // a.batch_size))
+    if max_steps < 1:
+        sys.exit(f"error: --batch-size {a.batch_size} is larger than the {n_train} training images of --data-dir {a.data_dir}")
+    src = workdir / "airbench94_patched.py"
+    src.write_text(patch_airbench(airbench_source(a.airbench), a.device, a.epochs, 1, a.threads, a.batch_size))
+
+    airbench, ours = [], []
+    for seed in range(a.seeds):  # alternating, so a change in the machine's load hits both sides alike
+        airbench.append(airbench_summary(run_airbench(src, workdir, a.threads), "0"))
+        ours.append(run_fast_cnn(a, seed, max_steps, flags))
+    report = {"epochs": a.epochs, "steps": max_steps, "seeds": a.seeds, "device": a.device, "threads": a.threads}
+    for key, runs in (("airbench", airbench), ("fast_cnn", ours)):
+        report[key] = {"test_acc": mean_std([r["test_acc"] for r in runs]), "test_acc_tta": mean_std([r["test_acc_tta"] for r in runs]),
+                       "seconds_per_epoch": steady_epoch_seconds([r["train_seconds_per_epoch"] for r in runs]),
+                       "train_seconds": mean_std([sum(r["train_seconds_per_epoch"]) for r in runs]), "runs": runs}
+    report["seconds_per_epoch_ratio"] = report["fast_cnn"]["seconds_per_epoch"] / report["airbench"]["seconds_per_epoch"]
+    (a.out / "side_by_side.json").write_text(json.dumps(report, indent=2))
+    (a.out / "side_by_side.md").write_text(markdown(report))
+    print(json.dumps({k: v for k, v in report.items() if k not in ("airbench", "fast_cnn")}
+                     | {k: {m: report[k][m] for m in ("test_acc", "test_acc_tta", "seconds_per_epoch")} for k in ("airbench", "fast_cnn")}))
+    return report
+
+
+def markdown(report: dict) -> str:
+    def acc(s: dict) -> str:
+        return "–" if s["mean"] is None else f"{s['mean']:.4f}" + (f" ± {s['std']:.4f}" if s["n"] > 1 else "")
+
+    lines = [f"{report['epochs']} epochs ({report['steps']} steps), {report['seeds']} seed(s), {report['device']}, {report['threads']} threads",
+             "", "| recipe | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|"]
+    for key in ("airbench", "fast_cnn"):
+        r = report[key]
+        lines.append(f"| {key} | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} | {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
+    lines += ["", f"seconds per epoch, fast_cnn / airbench: **{report['seconds_per_epoch_ratio']:.3f}**", ""]
+    per_epoch = [(k, r["val_acc_per_epoch"]) for k in ("airbench", "fast_cnn") for r in report[k]["runs"] if "val_acc_per_epoch" in r]
+    if per_epoch:
+        lines += ["Per-epoch test accuracy without TTA:", ""] + [f"- {k}: " + ", ".join(f"{v:.4f}" for v in vals) for k, vals in per_epoch]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""bench/fast_cnn_vs_airbench.py on tiny data, with a stand-in for airbench94.py (the real one is not in CI)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+# Holds every line the bench patches, in airbench94.py's spelling; reads the data it was given and prints a
+# table in airbench94's format (run number on the first row only, an "eval" row with the TTA accuracy).
+FAKE_AIRBENCH = '''
+import os, sys, math, torch
+hyp = {'opt': {'train_epochs': 9.9, 'batch_size': 1024}}
+# .half().cuda() .half() torch.device(gpu) torch.cuda.Event(enable_timing=True) torch.cuda.synchronize()
+def main(run):
+    train = torch.load('cifar10/train.pt'); test = torch.load('cifar10/test.pt')
+    assert train['images'].dtype == torch.uint8 and train['images'].shape[1:] == (32, 32, 3), train['images'].shape
+    assert len(train['classes']) == 10 and len(test['labels']) == len(test['images'])
+    epochs = hyp['opt']['train_epochs']
+    for epoch in range(math.ceil(epochs)):
+        print('|  %s  |  %d  |  1.0  |  0.5  |  0.%d  |      |  %.4f  |' % (run if epoch == 0 else '', epoch, 40 + epoch, 10.0 * (epoch + 1)))
+    print('|     |  eval  |  1.0  |  0.5  |  0.6  |  0.65  |  %.4f  |' % (10.0 * math.ceil(epochs) + 1))
+    return 0.65
+if __name__ == "__main__":
+    with open(sys.argv[0]) as f:
+        code = f.read()
+    accs = [main(run) for run in range(25)]
+'''
+
+
+def test_side_by_side_runs_both_on_the_same_data_and_reports_the_ratio(batches_dir: Path, tmp_path: Path) -> None:
+    from bench.fast_cnn_vs_airbench import main
+
+    fake = tmp_path / "airbench94.py"
+    fake.write_text(FAKE_AIRBENCH)
+    out = tmp_path / "out"
+    report = main(["--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out), "--epochs", "2.5", "--batch-size", "50",
+                   "--threads", "1", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
+    patched = (out / "airbench" / "airbench94_patched.py").read_text()
+    assert "'train_epochs': 2.5" in patched and "range(1)" in patched and "'batch_size': 50" in patched and ".half()" not in patched
+    assert report["steps"] == math.ceil(2.5 * (150 // 50)) == 8
+    ab, ours = report["airbench"], report["fast_cnn"]
+    assert ab["runs"][0]["val_acc_per_epoch"] == [0.40, 0.41, 0.42] and ab["runs"][0]["test_acc_tta"] == 0.65
+    assert ab["runs"][0]["train_seconds_per_epoch"] == [10.0, 10.0, 10.0] and ab["seconds_per_epoch"] == 10.0, "first and partial last left out"
+    assert len(ours["runs"][0]["train_seconds_per_epoch"]) == 3, "3 epochs (the last one partial) in epoch_log.csv"
+    assert 0 <= ours["test_acc"]["mean"] <= 1 and 0 <= ours["test_acc_tta"]["mean"] <= 1
+    assert report["seconds_per_epoch_ratio"] == pytest.approx(ours["seconds_per_epoch"] / 10.0)
+    assert json.loads((out / "side_by_side.json").read_text())["steps"] == 8
+    assert "| airbench | 0.6000 | 0.6500 | 10.0 |" in (out / "side_by_side.md").read_text()
+
+
+def test_an_airbench_source_it_does_not_know_is_refused_in_one_line() -> None:
+    from bench.fast_cnn_vs_airbench import patch_airbench
+
+    with pytest.raises(SystemExit, match=r"--airbench: \"'train_epochs': 9.9\" not found"):
+        patch_airbench("print('some other script')", "cpu", 9.9, 1, 2)
+
