@@ -157,7 +157,8 @@ def learning_curves(summaries: list[CellSummary], spec: StudySpec, out: Path) ->
     ax_acc.set_title("validation accuracy: mean over seeds, band min-max")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    ax_loss.legend(fontsize=7, loc="best", ncol=1 + len(summaries) // 8)
+    if ax_loss.get_legend_handles_labels()[0]:  # a study whose runs have drawn no curve yet has nothing to label
+        ax_loss.legend(fontsize=7, loc="best", ncol=1 + len(summaries) // 8)
     fig.suptitle(f"{spec.name}: learning curves per cell")
     return save_figure(fig, out / "learning_curves.png")
 
