@@ -85,7 +85,12 @@ def write_airbench_data(data_dir: str, folder: Path) -> int:
 
     from datamodules.sources import CLASSES, load_cifar10
 
-    raw = load_cifar10(data_dir, download=False)
+    from datamodules.sources import DataError
+
+    try:
+        raw = load_cifar10(data_dir, download=False)
+    except DataError as exc:
+        sys.exit(f"error: --data-dir {data_dir}: {exc}")
     if raw.test_x is None:
         sys.exit(f"error: --data-dir {data_dir} has no test split; hold one out first (scripts/split_image_folder.py)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -150,18 +155,20 @@ def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[s
     run = sorted((runs / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
     from scripts.evaluate_checkpoints import test_accuracy
 
-    last, evals = run / "checkpoints" / "last.ckpt", str(a.out / "eval")
-    result = {"run_dir": str(run), "test_acc": test_accuracy(last, "none", common[:4], evals),
-              "test_acc_tta": test_accuracy(last, "flip+translate", common[:4], evals)}
     log = list(csv.DictReader(open(run / "epoch_log.csv")))
-    result["train_seconds_per_epoch"] = [float(r["train_seconds"]) for r in log]
     if int(log[-1]["step"]) != max_steps:
         sys.exit(f"error: {run} stopped at step {log[-1]['step']}, not airbench's {max_steps}: check the flags given to train.py")
-    if a.per_epoch:
+    last, evals = run / "checkpoints" / "last.ckpt", str(a.out / "eval")
+    result = {"run_dir": str(run), "train_seconds_per_epoch": [float(r["train_seconds"]) for r in log],
+              "test_acc": test_accuracy(last, "none", common[:4], evals)}
+    if a.per_epoch:  # its last row is last.ckpt with TTA: the TTA figure, not evaluated twice
         from scripts.evaluate_checkpoints import main as evaluate_checkpoints
 
         rows = evaluate_checkpoints([str(run), "--data.data_dir", a.data_dir, "--data.download", "false"])
         result["val_acc_per_epoch"] = [float(r["test_acc"]) for r in rows if r["epoch"] != "final"]
+        result["test_acc_tta"] = next(float(r["test_acc"]) for r in rows if r["epoch"] == "final")
+    else:
+        result["test_acc_tta"] = test_accuracy(last, "flip+translate", common[:4], evals)
     return result
 
 
@@ -171,8 +178,8 @@ def mean_std(values: list[float]) -> dict:
 
 
 def steady_epoch_seconds(per_run: list[list[float]]) -> float:
-    """Mean training seconds per full epoch after the first; the last (partial) epoch is scaled to a full one
-    by neither side, so it is left out too when there are more than two."""
+    """Mean training seconds per epoch, leaving out the first (start-up, compile) and, with more than two
+    epochs, the last (9.9 epochs end with a partial one)."""
     epochs = [s for run in per_run for s in (run[1:-1] if len(run) > 2 else run[1:] or run)]
     return statistics.fmean(epochs)
 

@@ -37,7 +37,7 @@ def test_side_by_side_runs_both_on_the_same_data_and_reports_the_ratio(batches_d
     fake.write_text(FAKE_AIRBENCH)
     out = tmp_path / "out"
     report = main(["--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out), "--epochs", "2.5", "--batch-size", "50",
-                   "--threads", "1", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
+                   "--threads", "1", "--per-epoch", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
     patched = (out / "airbench" / "airbench94_patched.py").read_text()
     assert "'train_epochs': 2.5" in patched and "range(1)" in patched and "'batch_size': 50" in patched and ".half()" not in patched
     assert report["steps"] == math.ceil(2.5 * (150 // 50)) == 8
@@ -46,6 +46,8 @@ def test_side_by_side_runs_both_on_the_same_data_and_reports_the_ratio(batches_d
     assert ab["runs"][0]["train_seconds_per_epoch"] == [10.0, 10.0, 10.0] and ab["seconds_per_epoch"] == 10.0, "first and partial last left out"
     assert len(ours["runs"][0]["train_seconds_per_epoch"]) == 3, "3 epochs (the last one partial) in epoch_log.csv"
     assert 0 <= ours["test_acc"]["mean"] <= 1 and 0 <= ours["test_acc_tta"]["mean"] <= 1
+    assert len(ours["runs"][0]["val_acc_per_epoch"]) == 3, "--per-epoch: one test accuracy per epoch checkpoint"
+    assert abs(ours["runs"][0]["val_acc_per_epoch"][-1] - ours["test_acc"]["mean"]) < 1e-4, "the last epoch's checkpoint is the final model"
     assert report["seconds_per_epoch_ratio"] == pytest.approx(ours["seconds_per_epoch"] / 10.0)
     assert json.loads((out / "side_by_side.json").read_text())["steps"] == 8
     assert "| airbench | 0.6000 | 0.6500 | 10.0 |" in (out / "side_by_side.md").read_text()
@@ -57,3 +59,10 @@ def test_an_airbench_source_it_does_not_know_is_refused_in_one_line() -> None:
     with pytest.raises(SystemExit, match=r"--airbench: \"'train_epochs': 9.9\" not found"):
         patch_airbench("print('some other script')", "cpu", 9.9, 1, 2)
 
+
+
+def test_a_data_folder_it_cannot_read_is_one_line_naming_the_flag(tmp_path: Path) -> None:
+    from bench.fast_cnn_vs_airbench import main
+
+    with pytest.raises(SystemExit, match=r"^error: --data-dir .*nothing"):
+        main(["--airbench", str(tmp_path), "--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
