@@ -51,7 +51,54 @@ def keys_in_argv(argv: Sequence[str]) -> list[str]:
 
 def same_flag(a: str, b: str) -> bool:
     """``model.hidden_sizes`` and ``model.init_args.hidden_sizes`` are one flag to jsonargparse."""
-    return a.replace(".init_args.", ".") == b.replace(".init_args.", ".")
+    return canonical_key(a) == canonical_key(b)
+
+
+def canonical_key(key: str) -> str:
+    return key.removeprefix("--").replace(".init_args.", ".")
+
+
+def canonical_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Flags as jsonargparse reads them, for comparing two studies: ``init_args`` levels dropped from keys
+    (and from ``class_path`` values' dicts alike), so ``model.optimizer.lr`` is ``model.init_args.optimizer.init_args.lr``."""
+    return {canonical_key(k): _canonical_value(v) for k, v in flags.items()}
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        flat = {k: _canonical_value(v) for k, v in value.items() if k != "init_args"}
+        flat.update({k: _canonical_value(v) for k, v in (value.get("init_args") or {}).items()} if isinstance(value.get("init_args"), dict) else {})
+        return flat
+    if isinstance(value, (list, tuple)):
+        return [_canonical_value(v) for v in value]
+    return value
+
+
+def canonical_argv(argv: Sequence[str]) -> dict[str, Any]:
+    """``--a 1 --b=x`` as ``{a: 1, b: 'x'}``, values read as YAML (what jsonargparse gets), the last of a
+    repeated flag winning, as on the command line: the same flags in another order or spelling compare equal."""
+    from studies.spec import load_yaml  # the study file's YAML rules (1e-3 is a number)
+
+    parsed: dict[str, Any] = {}
+    key: str | None = None
+    for arg in argv:
+        if arg.startswith("--"):
+            key, eq, text = arg.partition("=")
+            key = canonical_key(key)
+            if eq:
+                parsed[key], key = _yaml_value(load_yaml, text), None
+            else:
+                parsed[key] = True  # a bare flag, until a value follows
+        elif key is not None:
+            parsed[key], key = _yaml_value(load_yaml, arg), None
+    return dict(sorted(parsed.items()))
+
+
+def _yaml_value(load: Any, text: str) -> Any:
+    try:
+        return _canonical_value(load(text))
+    except Exception:  # not YAML: jsonargparse takes it as the string it is
+        return text
 
 
 class FitParser:
@@ -88,4 +135,38 @@ class FitParser:
             lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
             return (lines[-1] if lines else "refused by train.py's parser").removeprefix("error: ")
         problems = trainer_range_errors(config.fit.trainer)
+        if not problems and (problem := optimizer_error(config.fit.get("model"))):
+            problems = [problem]
         return " | ".join(problems) if problems else None
+
+
+def optimizer_error(model: Any) -> str | None:
+    """The optimizer's and scheduler's own checks (``Invalid learning rate: -0.002``), as ``train.py fit`` makes
+    them on a dummy parameter once the model is built; here from the parsed config alone, so a study refuses
+    such a cell before any run starts instead of failing it when its turn comes."""
+    import importlib
+
+    import torch
+
+    def build(spec: Any, *args: Any) -> Any:
+        module, _, name = spec.class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        kwargs = dict(vars(spec.get("init_args") or {}))
+        if "total_steps" in kwargs and kwargs["total_steps"] is None and kwargs.get("epochs") is None:
+            kwargs["total_steps"] = 1000  # train.py fills it from the Trainer
+        return cls(*args, **kwargs)
+
+    init = model.get("init_args") if model is not None and hasattr(model, "get") else None
+    optimizer, scheduler = (init.get("optimizer"), init.get("scheduler")) if init is not None else (None, None)
+    if not hasattr(optimizer, "class_path"):
+        return None
+    try:
+        built = build(optimizer, [torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError, ImportError, AttributeError) as exc:
+        return f"--model.optimizer: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    if hasattr(scheduler, "class_path"):
+        try:
+            build(scheduler, built)
+        except (ValueError, TypeError, ZeroDivisionError, ImportError, AttributeError) as exc:
+            return f"--model.scheduler: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    return None

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(spec: StudySpec, out: Path, extra: list[str], jobs: int, started: float) -> int:
     cells = [] if spec.search else spec.cells()
-    claim(out, spec, extra, [c.name for c in cells])
+    claim(out, spec, extra, cells)
     runner = StudyRunner(spec, out, extra, jobs=jobs)
     print(f"Study {spec.name}: {out}  ({'search' if spec.search else f'{len(cells)} cells'} x {len(spec.seeds)} seeds, {jobs} at once)", flush=True)
     try:

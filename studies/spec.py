@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from studies.flags import STUDY_OWNED, same_flag
+from studies.flags import STUDY_OWNED, canonical_argv, canonical_flags, same_flag
 from studies.naming import SAFE_NAME, cell_name, short_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,8 +132,8 @@ class StudySpec:
         return {
             "name": self.name,
             "config_sha256": hashlib.sha256(self.config.read_bytes()).hexdigest(),
-            "flags": self.flags,
-            "extra_args": list(extra_args),
+            "flags": canonical_flags(self.flags),
+            "extra_args": canonical_argv(extra_args),
             "seed_flags": self.seed_flags,
             "metric": self.metric,
             "test": self.test,

@@ -2,10 +2,13 @@
 
 ``DIR/study.yaml`` is the study file as last run and ``DIR/study.json`` records what identifies the study
 (the base config's content hash, fixed flags, command-line flags, metric, seed flags, test, search space)
-plus its cells and seeds. Re-running the same study resumes it; a file that only adds cells, seeds or
-trials extends it (the previous file is kept as ``study.<k>.yaml``); anything else is refused, because
-its runs could not be compared with the ones already there. The summary files are derived from the
-runs and regenerated on every run of the study.
+plus its cells, each with the flags it sets, and its seeds. Re-running the same study resumes it; a file
+that only adds cells, seeds or trials extends it (the previous file is kept as ``study.<k>.yaml``);
+anything else is refused, because its runs could not be compared with the ones already there. A cell is
+what it runs: a cell whose flags changed under the same name is refused too, or its old runs would be
+reported under its new values. Flags are compared as parsed values (``--a=1 --b 2`` is ``--b 2 --a 1``,
+``1e-3`` is ``0.001``), never as text. The summary files are derived from the runs and regenerated on
+every run of the study.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from studies.spec import StudySpec
+from studies.flags import canonical_argv, canonical_flags
+from studies.spec import Cell, StudySpec
 
 STUDY_FILE, RECORD_FILE, LOCK_FILE = "study.yaml", "study.json", ".study.lock"
 
@@ -52,19 +56,50 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return found
 
 
-def claim(out: Path, spec: StudySpec, extra_args: list[str], cells: list[str]) -> None:
+def _comparable(identity: dict[str, Any]) -> dict[str, Any]:
+    """A record written before flags were compared parsed (``extra_args`` and ``flags`` as given) reads as now."""
+    old = dict(identity)
+    if isinstance(old.get("extra_args"), list):
+        old["extra_args"] = canonical_argv(old["extra_args"])
+    old["flags"] = canonical_flags(old.get("flags") or {})
+    return old
+
+
+def _changed_cells(recorded: dict[str, Any], cells: list[Cell]) -> list[str]:
+    """``cell 'x' now sets k: old -> new`` for every recorded cell whose flags differ from the file's."""
+    changes = []
+    for cell in cells:
+        old = recorded.get(cell.name)
+        if old is None:  # a new cell, or a study.json from before cells carried their flags (nothing to compare)
+            continue
+        new = canonical_flags(cell.flags)
+        diffs = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+        if diffs:
+            changes.append(f"cell '{cell.name}' now sets {', '.join(d.replace(repr('(unset)'), '(unset)') for d in diffs)}")
+    return changes
+
+
+def claim(out: Path, spec: StudySpec, extra_args: list[str], cells: list[Cell]) -> None:
     """Record the study in ``out``, or refuse if ``out`` holds a study this one is not an extension of."""
     identity = spec.identity(extra_args)
     record_path = out / RECORD_FILE
-    record = {"identity": identity, "config": str(spec.config), "cells": [], "seeds": [], "trials": 0, "commands": []}
+    record: dict[str, Any] = {"identity": identity, "config": str(spec.config), "cells": {}, "seeds": [], "trials": 0, "commands": []}
     if record_path.is_file():
         record = json.loads(record_path.read_text())
-        if diff := _differences(record["identity"], identity):
+        if isinstance(record["cells"], list):  # written before cells carried their flags
+            record["cells"] = {name: None for name in record["cells"]}
+        if diff := _differences(_comparable(record["identity"]), identity):
             raise StudyDirError(
                 f"{out} holds a different study (it differs in {'; '.join(diff)}). Its runs would not be comparable: "
                 f"give this study its own --out, or restore the study file in {out / STUDY_FILE}"
             )
-        missing_cells = [c for c in record["cells"] if c not in cells]
+        if changed := _changed_cells(record["cells"], cells):
+            raise StudyDirError(
+                f"{'; '.join(changed)}; its runs in {out} ran the old values and would be reported under the new ones. "
+                "Give the new values a new cell name (it runs as a new cell), restore the old ones, or use a new --out"
+            )
+        names = [c.name for c in cells]
+        missing_cells = [c for c in record["cells"] if c not in names]
         missing_seeds = [s for s in record["seeds"] if s not in spec.seeds]
         if missing_cells or missing_seeds or (spec.search and spec.search.trials < record.get("trials", 0)):
             what = f"cells {', '.join(missing_cells)}" if missing_cells else f"seeds {missing_seeds}" if missing_seeds else "search trials"
@@ -74,7 +109,7 @@ def claim(out: Path, spec: StudySpec, extra_args: list[str], cells: list[str]) -
         k = 1 + sum(1 for _ in out.glob("study.*.yaml"))
         (out / f"study.{k}.yaml").write_text(old_text)
     (out / STUDY_FILE).write_text(spec.text)
-    record["cells"] = record["cells"] + [c for c in cells if c not in record["cells"]]
+    record["cells"] = {**record["cells"], **{c.name: canonical_flags(c.flags) for c in cells}}
     record["seeds"] = record["seeds"] + [s for s in spec.seeds if s not in record["seeds"]]
     record["trials"] = spec.search.trials if spec.search else 0
     record["commands"].append({"argv": sys.argv, "cwd": os.getcwd(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -75,6 +75,8 @@ def test_bad_study_files_fail_with_one_line_naming_the_key(tmp_path: Path, text:
         ("  data.batch_size: [0, 10]", "--data.batch_size: not of type PositiveInt"),
         ("  model.init_args.activation: [relu, swish]", "cell 'activation=swish'"),
         ("  trainer.max_steps: [-5]", "--trainer.max_steps must be an integer >= -1"),
+        ("  model.init_args.optimizer.init_args.lr: [0.002, -0.002]", "cell 'lr=-0.002': --model.optimizer: Invalid learning rate: -0.002"),  # the optimizer's own check
+        ("  model.init_args.optimizer: [{class_path: torch.optim.Adam, init_args: {betas: [0.9, 1.5]}}]", "--model.optimizer: Invalid beta parameter at index 1: 1.5"),
     ],
 )
 def test_flags_train_py_refuses_are_named_before_any_run(tmp_path: Path, parser: FitParser, monkeypatch: pytest.MonkeyPatch, grid_line: str, message: str) -> None:
@@ -142,20 +144,20 @@ def test_a_study_directory_refuses_a_different_study_but_takes_added_cells(tmp_p
     out = tmp_path / "out"
     out.mkdir()
     spec = spec_of(GOOD, tmp_path)
-    claim(out, spec, [], [c.name for c in spec.cells()])
-    claim(out, spec, [], [c.name for c in spec.cells()])  # the same study again: resumes
+    claim(out, spec, [], spec.cells())
+    claim(out, spec, [], spec.cells())  # the same study again: resumes
     assert not list(out.glob("study.*.yaml"))
     bigger = spec_of(GOOD.replace("[[100], [100, 100, 100]]", "[[100], [100, 100, 100], [50]]"), tmp_path)
-    claim(out, bigger, [], [c.name for c in bigger.cells()])
+    claim(out, bigger, [], bigger.cells())
     assert (out / "study.1.yaml").read_text() == GOOD, "the earlier study file is kept"
-    assert json.loads((out / "study.json").read_text())["cells"] == ["hidden_sizes=100", "hidden_sizes=100-100-100", "hidden_sizes=50"]
+    assert list(json.loads((out / "study.json").read_text())["cells"]) == ["hidden_sizes=100", "hidden_sizes=100-100-100", "hidden_sizes=50"]
     with pytest.raises(StudyDirError, match="drops cells hidden_sizes=50"):
-        claim(out, spec, [], [c.name for c in spec.cells()])
+        claim(out, spec, [], spec.cells())
     other = spec_of(GOOD.replace("metric: val/acc", "metric: train/loss"), tmp_path)
     with pytest.raises(StudyDirError, match=r"holds a different study .*metric: 'val/acc' -> 'train/loss'"):
-        claim(out, other, [], [c.name for c in other.cells()])
+        claim(out, other, [], other.cells())
     with pytest.raises(StudyDirError, match="the command-line flags"):
-        claim(out, bigger, ["--trainer.max_steps", "5"], [c.name for c in bigger.cells()])
+        claim(out, bigger, ["--trainer.max_steps", "5"], bigger.cells())
 
 
 def test_wandb_sweep_export_is_the_same_grid(tmp_path: Path, parser: FitParser) -> None:
@@ -180,3 +182,38 @@ def test_export_wandb_sweep_writes_a_file_and_runs_nothing(tmp_path: Path, capsy
     assert main([str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--export-wandb-sweep"]) == 0
     assert yaml.safe_load((tmp_path / "out" / "wandb_sweep.yaml").read_text())["parameters"]["seed_everything"] == {"values": [0, 1]}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["wandb_sweep.yaml"]
+
+
+NAMED = """name: lrs
+config: configs/mlp.yaml
+cells:
+  lr2e-3: {model.init_args.optimizer.init_args.lr: 0.002}
+  lr1e-3: {model.init_args.optimizer.init_args.lr: 0.001}
+seeds: [0, 1]
+"""
+
+
+def test_a_named_cell_whose_flags_changed_is_refused_not_reported_under_its_new_values(tmp_path: Path) -> None:
+    """Editing a named cell's flags would have shown its old runs (lr 0.001) under the new value (1e-4)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = spec_of(NAMED, tmp_path)
+    claim(out, spec, [], spec.cells())
+    same = spec_of(NAMED.replace("lr: 0.001}", "lr: 1.0e-3}").replace("init_args.optimizer.init_args.lr: 0.002", "optimizer.lr: 0.002"), tmp_path)
+    claim(out, same, [], same.cells())  # the same values written another way: the same cells
+    edited = spec_of(NAMED.replace("lr: 0.001}", "lr: 0.0001}"), tmp_path)
+    with pytest.raises(StudyDirError, match=r"cell 'lr1e-3' now sets model.optimizer.lr: 0.001 -> 0.0001; its runs in .* ran the old"):
+        claim(out, edited, [], edited.cells())
+    renamed = spec_of(NAMED.replace("lr1e-3: {model.init_args.optimizer.init_args.lr: 0.001}", "lr1e-3: {model.init_args.optimizer.init_args.lr: 0.001}\n  lr1e-4: {model.init_args.optimizer.init_args.lr: 0.0001}"), tmp_path)
+    claim(out, renamed, [], renamed.cells())  # a new value under a new name is a new cell
+    assert json.loads((out / "study.json").read_text())["cells"]["lr1e-4"] == {"model.optimizer.lr": 0.0001}
+
+
+def test_the_same_command_line_flags_in_another_order_or_spelling_are_the_same_study(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = spec_of(GOOD, tmp_path)
+    claim(out, spec, ["--trainer.max_steps", "5", "--data.batch_size", "32"], spec.cells())
+    claim(out, spec, ["--data.batch_size=32", "--trainer.max_steps=5"], spec.cells())
+    with pytest.raises(StudyDirError, match="the command-line flags"):
+        claim(out, spec, ["--data.batch_size=64", "--trainer.max_steps=5"], spec.cells())
