@@ -2,7 +2,9 @@
 
 ``image`` names each image (its path for image folders and ``--data.predict_dir``, ``test_batch[i]`` for the
 official release); ``true_class`` is empty where the label is unknown (a folder of unlabelled images).
-Rows are in the data's own order (``index``), whatever order the images were evaluated in.
+Rows are in the data's own order (``index``), whatever order the images were evaluated in. Files of
+``--data.predict_dir`` that could not be classified go to ``skipped.csv`` beside it (``image,reason``), so
+the two files together account for every file in the folder.
 """
 
 from __future__ import annotations
@@ -52,3 +54,15 @@ class PredictionCSVWriter(Callback):
                 truth = classes[labels[k]] if labels is not None and labels[k] >= 0 else ""
                 writer.writerow([k, names[k], truth, classes[int(p.argmax())], *(f"{v:.6f}" for v in p.tolist())])
         print(f"Predictions for {len(order)} images written to {self.path}")
+        self._write_skipped()
+
+    def _write_skipped(self) -> None:
+        skipped = getattr(self.datamodule, "prediction_skipped_files", list)()
+        if not skipped:
+            return
+        path = self.path.with_name("skipped.csv")
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["image", "reason"])
+            writer.writerows(skipped)
+        print(f"{len(skipped)} skipped files (listed above) written to {path}")

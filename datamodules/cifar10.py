@@ -24,7 +24,8 @@ from torch import Tensor
 
 from datamodules.augment import normalize
 from datamodules.in_memory_loader import InMemoryLoader
-from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, image_files, load_cifar10, read_images
+from datamodules.predict_folder import read_predict_folder
+from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, RawCIFAR10, load_cifar10
 
 Preprocessing = Literal["standardize", "mean_image"]
 
@@ -33,7 +34,8 @@ class CIFAR10DataModule(L.LightningDataModule):
     """CIFAR-10 from an official archive/batches or an image folder, served from memory.
 
     Args:
-        data_dir: folder with ``cifar-10-batches-py/``, ``cifar-10-python.tar.gz`` or ``train/<class>/*``.
+        data_dir: folder with ``cifar-10-batches-py/``, ``cifar-10-python.tar.gz`` or ``train/<class>/*``
+            (+ ``test/<class>/*``); ``test/`` alone serves ``test``/``predict`` from a checkpoint.
         download: fetch the official archive (MD5-verified) when ``data_dir`` holds nothing usable.
         val_size: images held out of the training set for validation (seeded by ``split_seed``).
         split_seed: seed of the train/validation split; fixed so checkpoints stay comparable.
@@ -49,8 +51,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         shuffle_seed: seed of the per-epoch shuffle; None follows ``seed_everything``.
         archive_md5: expected MD5 of ``cifar-10-python.tar.gz``; null skips the check.
         data_on_device: keep the whole data set on the training device (GPU); False keeps it on the CPU.
-        predict_dir: ``predict`` classifies every .png/.jpg under this folder (no class folders needed)
-            instead of the test split.
+        predict_dir: ``predict`` classifies every image under this folder (no class folders needed)
+            instead of the test split; files it cannot classify are listed (console and ``skipped.csv``).
+        predict_resize: resize ``predict_dir`` images of other sizes to 32x32 (bicubic, antialiased, the
+            whole picture); off, only 32x32 images are classified and the others are listed as skipped.
+        cache_dir: where the decoded-image cache (~186 MB for CIFAR-10) is kept: ``true`` = in ``data_dir``,
+            a path = that folder (created if needed), ``false``/``null`` = no cache.
     """
 
     def __init__(
@@ -71,6 +77,8 @@ class CIFAR10DataModule(L.LightningDataModule):
         data_on_device: bool = True,
         predict_dir: str | None = None,
         crop_padding_mode: Literal["zeros", "reflect"] = "zeros",
+        predict_resize: bool = False,
+        cache_dir: bool | str | None = True,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -79,7 +87,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.mean: Tensor | None = None
         self.std: Tensor | None = None
         self.test_names: list[str] | None = None
+        self.train_idx: Tensor | None = None
+        self.val_idx: Tensor | None = None
+        self.source: str | None = None
+        self._loaded = False
         self.predict_x: Tensor | None = None
+        self.predict_skipped: list[tuple[str, str]] = []
         self._device_copies: dict[tuple[torch.device, int], tuple[Tensor, Tensor]] = {}
         self._train_loader: InMemoryLoader | None = None
         self._pending_loader_state: dict[str, int] | None = None
@@ -88,20 +101,43 @@ class CIFAR10DataModule(L.LightningDataModule):
     def _predicting_a_folder(self) -> bool:
         return self.hparams.predict_dir is not None and self.trainer is not None and self.trainer.state.fn == TrainerFn.PREDICTING
 
+    def _note(self, message: str) -> None:
+        """One-line notes (cache written or impossible, files skipped): printed once, by rank 0."""
+        if self._rank_world()[0] == 0:
+            print(message, flush=True)
+
+    def _load(self, prepare_only: bool = False) -> RawCIFAR10 | None:
+        cache = self.hparams.cache_dir
+        return load_cifar10(
+            self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5, prepare_only=prepare_only,
+            use_cache=cache not in (False, None), cache_dir=cache if isinstance(cache, str) else None, notify=self._note,
+        )
+
     def prepare_data(self) -> None:
         # Runs on one process per node: downloads, extracts and builds the cache before ranks read it.
         if not self._predicting_a_folder():
-            load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5, prepare_only=True)
+            self._load(prepare_only=True)
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict" and self.hparams.predict_dir is not None:
             self._setup_predict_folder()
             return  # the normalisation statistics come with the checkpoint (load_state_dict)
-        if self.images is not None:
-            return
-        raw = load_cifar10(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
+        if not self._loaded:
+            self._load_splits()
+        if stage in ("fit", "validate"):
+            self._require_train(stage)
+
+    def _load_splits(self) -> None:
+        raw = self._load()
         assert raw is not None
+        self.test_x = None if raw.test_x is None else torch.from_numpy(raw.test_x)
+        self.test_y = None if raw.test_y is None else torch.from_numpy(raw.test_y)
+        self.test_names = raw.test_names
+        self.source = raw.source
         n = len(raw.train_x)
+        if n == 0:  # test/ alone: `test` and `predict` need only it, with the checkpoint's statistics
+            self._loaded = True
+            return
         if self.hparams.val_size >= n:
             raise DataError(f"--data.val_size={self.hparams.val_size} leaves no training images: '{raw.source}' has only {n}.")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
@@ -109,19 +145,31 @@ class CIFAR10DataModule(L.LightningDataModule):
         # keeps the seeded random order: class-mixed, so any prefix of it is an unbiased sample.
         self.val_idx, self.train_idx = perm[: self.hparams.val_size], perm[self.hparams.val_size :].sort().values
         self.images, self.labels = torch.from_numpy(raw.train_x), torch.from_numpy(raw.train_y)
-        self.test_x = None if raw.test_x is None else torch.from_numpy(raw.test_x)
-        self.test_y = None if raw.test_y is None else torch.from_numpy(raw.test_y)
-        self.test_names = raw.test_names
-        self.source = raw.source
         if self.mean is None:  # a restored checkpoint's statistics take precedence
             self.mean, self.std = self._statistics(self.images, self.train_idx)
+        self._loaded = True
+
+    def _require_train(self, need: str) -> None:
+        """One line saying why ``need`` cannot run on a folder without train/ (only test/)."""
+        if self.images is not None:
+            return
+        root = self.hparams.data_dir
+        reasons = {
+            "fit": "fit trains on",
+            "validate": f"validate evaluates the validation split (--data.val_size {self.hparams.val_size} images drawn with --data.split_seed {self.hparams.split_seed}) out of",
+            "statistics": "without --ckpt_path (whose checkpoint carries them) the normalisation statistics come from",
+        }
+        tail = " Evaluate test/ with `python train.py test --ckpt_path X`." if need == "validate" else ""
+        raise DataError(f"{reasons[need]} the training images, '{root}/train/<class>/', but '{root}' has none (only test/).{tail}")
 
     def _setup_predict_folder(self) -> None:
         folder = Path(self.hparams.predict_dir).expanduser()
-        files = image_files(folder)
-        self.predict_x = torch.from_numpy(read_images(files, desc=f"decoding {folder}"))
-        self.predict_names = [str(Path(f).relative_to(folder)) for f in files]
+        found = read_predict_folder(folder, resize=self.hparams.predict_resize)
+        self.predict_x = torch.from_numpy(found.images)
+        self.predict_names, self.predict_skipped = found.names, found.skipped
         self.source = str(folder)
+        if found.skipped:
+            self._note(found.skipped_report(folder))
 
     def _mixed_order(self, n: int, salt: int) -> Tensor:
         """A fixed, seeded order of n evaluation images (class-mixed for a class-ordered folder)."""
@@ -167,8 +215,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         """Up to ``max_n`` training-split images (a subset fixed by ``split_seed``), normalised exactly as the
         training loader normalises them, before augmentation: float32 NCHW on the CPU. For models that
         initialise layers from data (the fast CNN's whitening); never touches validation or test images."""
-        if self.images is None:
-            self.setup("fit")  # keeps statistics restored from a checkpoint (load_state_dict)
+        self.setup("fit")  # keeps statistics restored from a checkpoint (load_state_dict)
         idx = self.train_idx
         if max_n is not None and max_n < len(idx):
             idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.hparams.split_seed))[:max_n]].sort().values
@@ -214,8 +261,11 @@ class CIFAR10DataModule(L.LightningDataModule):
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def _ensure_statistics(self) -> None:
+        """Evaluation without a checkpoint's statistics: the training split's, if there is one."""
         if self.mean is None:
-            self.setup("fit")  # predicting a folder without a checkpoint: statistics from the training split
+            if not self._loaded:
+                self._load_splits()
+            self._require_train("statistics")
 
     def _on_device(self, x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
         """One copy per device of each tensor pair, shared by all loaders (train and val use one tensor)."""
@@ -248,8 +298,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> InMemoryLoader:
-        if self.images is None:
-            self.setup()
+        self.setup("fit")
         loader = self._loader(self.images, self.labels, train=True, subset=self.train_idx)
         if self._pending_loader_state is not None:
             loader.load_state_dict(self._pending_loader_state)
@@ -260,8 +309,7 @@ class CIFAR10DataModule(L.LightningDataModule):
     def val_dataloader(self) -> InMemoryLoader:
         if self.hparams.val_size == 0:
             return []  # type: ignore[return-value]  # Lightning skips validation on an empty iterable
-        if self.images is None:
-            self.setup()
+        self.setup("validate")
         return self._loader(self.images, self.labels, train=False, subset=self.val_idx)
 
     def test_dataloader(self) -> InMemoryLoader:
@@ -277,6 +325,10 @@ class CIFAR10DataModule(L.LightningDataModule):
             return self._loader(self.predict_x, unknown, train=False, subset=self._mixed_order(len(self.predict_x), 2), with_index=True)
         return self._test_loader(with_index=True)
 
+    def prediction_skipped_files(self) -> list[tuple[str, str]]:
+        """(path relative to ``predict_dir``, reason) of each file ``predict`` could not classify."""
+        return self.predict_skipped if self.hparams.predict_dir is not None else []
+
     def prediction_targets(self) -> tuple[list[str], list[int] | None]:
         """Names of the images ``predict`` classifies, and their labels where known (None for a folder)."""
         if self.hparams.predict_dir is not None:
@@ -284,11 +336,12 @@ class CIFAR10DataModule(L.LightningDataModule):
         return self.test_names or [str(i) for i in range(len(self.test_y))], self.test_y.tolist()
 
     def _test_loader(self, with_index: bool) -> InMemoryLoader:
-        if self.images is None:
-            self.setup()
+        if not self._loaded:
+            self.setup("test")
         if self.test_x is None:
             raise DataError(
                 f"No test split in '{self.hparams.data_dir}': the image folder has no 'test/<class>/' folders. "
                 "Add them (or use the official archive), or evaluate the validation split with `validate`."
             )
+        self._ensure_statistics()
         return self._loader(self.test_x, self.test_y, train=False, subset=self._mixed_order(len(self.test_x), 1), with_index=with_index)

@@ -3,12 +3,14 @@
 Three layouts are accepted, checked in this order:
 
 1. ``cifar-10-batches-py/`` (the official archive, extracted),
-2. ``cifar-10-python.tar.gz`` (verified by MD5, then extracted next to itself),
-3. an image folder ``train/<class>/*.{png,jpg,jpeg}`` with an optional ``test/<class>/*``.
+2. ``cifar-10-python.tar.gz`` (verified by MD5, then extracted next to itself; read in place if the
+   folder is read-only),
+3. an image folder ``train/<class>/*.{png,jpg,jpeg}`` with an optional ``test/<class>/*``, or ``test/``
+   alone (evaluating a checkpoint needs no training images: it carries their statistics).
 
 If none is present and downloading is allowed, the official archive is fetched through torchvision
-and verified. Decoded arrays are cached as an ``.npz`` keyed by a fingerprint of the source, so a
-second run starts in about a second instead of decoding 60,000 images again.
+and verified. Decoded arrays are cached as an ``.npz`` keyed by a fingerprint of the source
+(``datamodules.cache``), so a second run starts in about a second instead of decoding 60,000 images again.
 
 Every failure raises :class:`DataError` with one paragraph that names the path and what was expected,
 because a bare traceback from deep inside pickle or PIL tells a researcher nothing.
@@ -16,14 +18,18 @@ because a bare traceback from deep inside pickle or PIL tells a researcher nothi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+
+from datamodules.cache import CacheWriter, Notify, cache_path, read_cache
 
 CLASSES: tuple[str, ...] = (
     "airplane",
@@ -42,6 +48,7 @@ BATCHES_DIR = "cifar-10-batches-py"
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 OFFICIAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+BATCH_NAMES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
 CACHE_VERSION = 2  # 2: test-image names (file paths / official indices) for prediction files
 
 
@@ -71,29 +78,50 @@ def load_cifar10(
     archive_md5: str | None = OFFICIAL_MD5,
     use_cache: bool = True,
     prepare_only: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    notify: Notify = print,
 ) -> RawCIFAR10 | None:
     """Load CIFAR-10 from ``data_dir`` (see module docstring for the accepted layouts).
 
     ``prepare_only``: download/extract/decode and cache as needed, but skip reading an existing cache
     (``prepare_data`` on one process; each process's ``setup`` then reads it once). Returns None then.
+    ``cache_dir``: where the decoded-image cache lives (None: in ``data_dir``); ``use_cache`` False: none.
+    ``notify`` gets the one-line notes (cache written, cache impossible); the DataModule prints them on rank 0.
     """
     root = Path(data_dir).expanduser()
     kind, fingerprint = _detect_source(root, download, archive_md5)
-    cache = root / f".cifar10_cache_{fingerprint}.npz"
-    if prepare_only and use_cache and cache.is_file():
+    cache = cache_path(root, fingerprint, cache_dir) if use_cache else None
+    if cache is not None and cache.is_file():
+        if prepare_only:
+            return None
+        if (cached := read_cache(cache)) is not None:
+            return RawCIFAR10(**cached, source=_source_name(root, kind))
+    # Opened before decoding: an unwritable place is known at once. prepare_only stays quiet about it, since
+    # it then has nothing to prepare and the setup that decodes says it.
+    writer = CacheWriter.open(cache, (lambda _: None) if prepare_only else notify) if cache is not None else None
+    if prepare_only and writer is None:
         return None
-    if use_cache and cache.is_file():
-        try:
-            return _read_cache(cache)
-        except Exception:  # a half-written or foreign cache is rebuilt, never trusted
-            cache.unlink(missing_ok=True)
+    try:
+        raw = _decode(root, kind)
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    if writer is not None:
+        writer.commit(raw, notify)
+    return None if prepare_only else raw
+
+
+def _decode(root: Path, kind: str) -> RawCIFAR10:
     if kind == "batches":
-        raw = _read_batches(root / BATCHES_DIR)
-    else:
-        raw = _read_image_folder(root)
-    if use_cache:
-        _write_cache(cache, raw)
-    return raw
+        return _read_batches(root / BATCHES_DIR)
+    if kind == "archive":
+        return _read_archive(root / ARCHIVE_NAME)
+    return _read_image_folder(root)
+
+
+def _source_name(root: Path, kind: str) -> str:
+    return str({"batches": root / BATCHES_DIR, "archive": root / ARCHIVE_NAME}.get(kind, root))
 
 
 # --------------------------------------------------------------------------- source detection
@@ -107,17 +135,19 @@ def _detect_source(root: Path, download: bool, archive_md5: str | None) -> tuple
     archive = root / ARCHIVE_NAME
     if archive.is_file():
         _verify_md5(archive, archive_md5)
-        _extract(archive, root)
+        if not _extract(archive, root):
+            return "archive", _fingerprint_files([archive], root)
         return _detect_source(root, download=False, archive_md5=archive_md5)
-    if (root / "train").is_dir():
+    # An image folder: train/ (+ test/), or test/ alone, which serves `test` and `predict` from a checkpoint.
+    if (root / "train").is_dir() or (root / "test").is_dir():
         files = _image_folder_files(root)
         return "folder", _fingerprint_files(files, root)
     if not download:
         raise DataError(
             f"No CIFAR-10 data found in '{root}'. Expected one of: '{root / BATCHES_DIR}/' (the official "
             f"batches), '{archive}' (the official archive), or an image folder '{root / 'train'}/<class>/*.png|jpg' "
-            "with the ten CIFAR-10 class folders. Put the data there, or pass --data.download true to fetch the "
-            "official archive."
+            "(+ optional test/<class>/, or test/ alone for test and predict) with the ten CIFAR-10 class folders. Put "
+            "the data there, or pass --data.download true to fetch the official archive."
         )
     _download(root, archive_md5)
     return _detect_source(root, download=False, archive_md5=archive_md5)
@@ -158,14 +188,19 @@ def _verify_md5(path: Path, expected: str | None) -> None:
         )
 
 
-def _extract(archive: Path, root: Path) -> None:
+def _extract(archive: Path, root: Path) -> bool:
+    """Extract next to the archive; False if the folder is read-only (the archive is then read in place)."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(root, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
+        read_only = isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+        if read_only and not (root / BATCHES_DIR).exists():
+            return False
         raise DataError(f"Could not extract '{archive}' ({exc}); the archive is damaged. Delete it and fetch it again.") from exc
     if not (root / BATCHES_DIR).is_dir():
         raise DataError(f"'{archive}' does not contain '{BATCHES_DIR}/'; it is not the CIFAR-10 python archive.")
+    return True
 
 
 def _fingerprint_files(files: list[str] | list[Path], root: Path) -> str:
@@ -200,31 +235,56 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DataError(f"Missing '{path}'. '{path.parent}' must hold data_batch_1..5 and test_batch.")
+    with open(path, "rb") as fh:
+        return _parse_batch(fh, str(path))
+
+
+def _parse_batch(fh: IO[bytes], where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        with open(path, "rb") as fh:
-            d = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+        d = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except Exception as exc:
-        raise DataError(f"'{path}' is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}).") from exc
+        raise DataError(f"'{where}' is not a readable CIFAR-10 batch ({type(exc).__name__}: {exc}).") from exc
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
-        raise DataError(f"'{path}' has data of shape {data.shape} and {len(labels)} labels; expected (N, 3072) and N.")
+        raise DataError(f"'{where}' has data of shape {data.shape} and {len(labels)} labels; expected (N, 3072) and N.")
     if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(CLASSES):
-        raise DataError(f"'{path}' has labels outside 0..9.")
+        raise DataError(f"'{where}' has labels outside 0..9.")
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _read_batches(folder: Path) -> RawCIFAR10:
-    parts = [_read_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
-    test_x, test_y = _read_batch(folder / "test_batch")
+def _batches_raw(parts: dict[str, tuple[np.ndarray, np.ndarray]], source: str) -> RawCIFAR10:
+    train = [parts[f"data_batch_{i}"] for i in range(1, 6)]
+    test_x, test_y = parts["test_batch"]
     return RawCIFAR10(
-        train_x=np.concatenate([p[0] for p in parts]),
-        train_y=np.concatenate([p[1] for p in parts]),
+        train_x=np.concatenate([p[0] for p in train]),
+        train_y=np.concatenate([p[1] for p in train]),
         test_x=test_x,
         test_y=test_y,
-        source=str(folder),
+        source=source,
         test_names=[f"test_batch[{i}]" for i in range(len(test_y))],
     )
+
+
+def _read_batches(folder: Path) -> RawCIFAR10:
+    return _batches_raw({name: _read_batch(folder / name) for name in BATCH_NAMES}, str(folder))
+
+
+def _read_archive(archive: Path) -> RawCIFAR10:
+    """The batches straight from the archive, in one pass over the stream: a read-only data folder cannot
+    hold them extracted."""
+    parts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and member.name == f"{BATCHES_DIR}/{name}" and name in BATCH_NAMES:
+                    parts[name] = _parse_batch(tar.extractfile(member), f"{archive}:{member.name}")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise DataError(f"Could not read '{archive}' ({exc}); the archive is damaged. Delete it and fetch it again.") from exc
+    if missing := [n for n in BATCH_NAMES if n not in parts]:
+        raise DataError(f"'{archive}' lacks {BATCHES_DIR}/{missing[0]}; it is not the CIFAR-10 python archive.")
+    return _batches_raw(parts, str(archive))
 
 
 # --------------------------------------------------------------------------- image folder
@@ -286,56 +346,13 @@ def _decode_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return images, labels, [os.path.relpath(p, root) for p, _ in files]
 
 
-def image_files(folder: Path) -> list[str]:
-    """Every .png/.jpg under ``folder`` (any nesting), sorted: what ``--data.predict_dir`` classifies."""
-    if not folder.is_dir():
-        raise DataError(f"--data.predict_dir '{folder}' is not a folder.")
-    files = sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
-    if not files:
-        raise DataError(f"--data.predict_dir '{folder}' holds no .png/.jpg images.")
-    return files
-
-
 def _read_image_folder(root: Path) -> RawCIFAR10:
-    train_x, train_y, _ = _decode_split(root / "train")
+    """train/ and test/ as found; a missing train/ gives an empty training split (the DataModule says which
+    commands need one)."""
+    train_x, train_y = np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, np.int64)
+    if (root / "train").is_dir():
+        train_x, train_y, _ = _decode_split(root / "train")
     test_x = test_y = names = None
     if (root / "test").is_dir():
         test_x, test_y, names = _decode_split(root / "test")
     return RawCIFAR10(train_x, train_y, test_x, test_y, source=str(root), test_names=names)
-
-
-# --------------------------------------------------------------------------- cache
-
-
-def _read_cache(path: Path) -> RawCIFAR10:
-    with np.load(path, allow_pickle=False) as z:
-        has_test = bool(z["has_test"])
-        return RawCIFAR10(
-            train_x=z["train_x"],
-            train_y=z["train_y"],
-            test_x=z["test_x"] if has_test else None,
-            test_y=z["test_y"] if has_test else None,
-            source=str(z["source"]),
-            test_names=z["test_names"].tolist() if has_test else None,
-        )
-
-
-def _write_cache(path: Path, raw: RawCIFAR10) -> None:
-    """Atomic write; a read-only data_dir just means no cache, not a failed run."""
-    empty_x, empty_y = np.zeros((0, 3, 32, 32), np.uint8), np.zeros(0, np.int64)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:  # straight to disk: no second in-memory copy of the arrays
-            np.savez(
-                fh,
-                train_x=raw.train_x,
-                train_y=raw.train_y,
-                test_x=raw.test_x if raw.test_x is not None else empty_x,
-                test_y=raw.test_y if raw.test_y is not None else empty_y,
-                has_test=np.array(raw.test_x is not None),
-                source=np.array(raw.source),
-                test_names=np.array(raw.test_names or [], dtype=str),
-            )
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)

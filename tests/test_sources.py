@@ -151,7 +151,7 @@ def test_cache_is_reused_and_invalidated(image_folder: Path, monkeypatch: pytest
         raise AssertionError("second load must come from the cache")
 
     monkeypatch.setattr(sources, "_decode_split", no_decoding)
-    monkeypatch.setattr(sources, "_read_cache", lambda p: pytest.fail("prepare_only must not read the cache"))
+    monkeypatch.setattr(sources, "read_cache", lambda p: pytest.fail("prepare_only must not read the cache"))
     assert load_cifar10(image_folder, download=False, prepare_only=True) is None
     monkeypatch.undo()
     monkeypatch.setattr(sources, "_decode_split", no_decoding)
