@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser
+
+from cli.count_or_fraction import ints_first
 
 USAGE_ERROR_EXIT_CODE = 2
 
@@ -24,7 +26,28 @@ def one_line(message: str) -> str:
     return text if len(text) <= 400 else text[:397] + "..."
 
 
+def _parameter_docs(component: Any) -> dict[str, str]:
+    import docstring_parser  # a dependency of LightningCLI's jsonargparse extra
+
+    doc = getattr(component, "__init__", component).__doc__ or getattr(component, "__doc__", None) or ""
+    return {p.arg_name: p.description for p in docstring_parser.parse(doc).params if p.description}
+
+
 class OneLineErrorParser(LightningArgumentParser):
+    def add_class_arguments(self, theclass: Any, nested_key: str | None = None, *args: Any, skip: set | None = None, **kwargs: Any) -> list[str]:
+        """jsonargparse's, except that a parameter typed ``int | float`` tries ``int`` first whatever order
+        Python's typing cache gave its annotation (``cli/count_or_fraction.py``): ``--trainer.limit_val_batches
+        2`` is 2 batches, ``0.5`` half of them."""
+        reordered = ints_first(theclass)
+        added = super().add_class_arguments(theclass, nested_key, *args, skip=set(skip or ()) | set(reordered), **kwargs)
+        container = self.groups.get(nested_key, self) if nested_key else self
+        docs = _parameter_docs(theclass) if reordered else {}
+        for name, (typehint, default) in reordered.items():
+            dest = f"{nested_key}.{name}" if nested_key else name
+            container.add_argument(f"--{dest}", type=typehint, default=default, help=docs.get(name))
+            added.append(dest)
+        return added
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)

@@ -34,7 +34,8 @@ def _count_or_fraction(zero_ok: bool) -> Callable[[Any], str | None]:
         if isinstance(v, int) and v < low:
             return f"must be an integer >= {low} (batches) or a float in {'[0' if zero_ok else '(0'}, 1] (a fraction)"
         if isinstance(v, float) and not ((0.0 <= v if zero_ok else 0.0 < v) and v <= 1.0):
-            return f"must be a float in {'[0' if zero_ok else '(0'}, 1] (a fraction) or an integer count of batches"
+            count = f" (write {int(v)} for {int(v)} batches)" if v.is_integer() and v > 1 else ""
+            return f"must be a float in {'[0' if zero_ok else '(0'}, 1] (a fraction) or an integer count of batches{count}"
         return None
 
     return check
