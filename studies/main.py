@@ -78,7 +78,8 @@ def summarise_study(spec: StudySpec, out: Path, cells: list[Cell], echo: bool = 
     plots = all_plots(summaries, spec, out)
     if echo:
         print("\n" + text, flush=True)
-        print(f"Outputs: {out}/ (summary.csv, summary.md, {', '.join(p.name for p in plots)})")
+        tables = ["summary.csv", "summary.md", *(["reported.csv"] if spec.reported else [])]
+        print(f"Outputs: {out}/ ({', '.join(tables + [p.name for p in plots])})")
     return sum(1 for line in problems(summaries) if line.startswith(("FAILED", "ERROR", "PENDING")))
 
 
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         lock = lock_study_dir(out, shared=spec.search is not None)
     except (StudySpecError, StudyDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only, permission denied, a file in the way: the study directory cannot be made
+        print(f"error: --out {out}: cannot create the study directory there ({exc.strerror or exc})", file=sys.stderr)
         return 2
     try:
         return _run(spec, out, extra, args.jobs, started)

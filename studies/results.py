@@ -109,6 +109,15 @@ class RunResult:
     def metric(self, name: str) -> float:
         return {"val/acc": self.best_val_acc, "train/loss": self.final_train_loss}[name]
 
+    def value(self, name: str) -> float | None:
+        """A figure comparable with a report's: ``test/acc`` (the best checkpoint on the test split),
+        ``val/acc`` (the best validation accuracy) or ``val/acc_last`` (the one after the last step)."""
+        if name == "test/acc":
+            return self.test_acc
+        if name == "val/acc_last":
+            return self.val_acc[-1] if self.val_acc else None
+        return self.metric(name)
+
 
 def read_run(out: Path, cell: str, seed: int) -> RunResult:
     seed_path = seed_dir(out, cell, seed)

@@ -13,6 +13,10 @@
     search:                                 # instead of grid/cells: an Optuna (TPE) search
       trials: 20
       params: {model.init_args.optimizer.init_args.lr: {low: 1.0e-5, high: 1.0e-1, log: true}}
+    reported:                               # optional: what a report measured, shown beside ours in summary.md
+      source: "report 002, table 1"
+      metric: test/acc                      # test/acc (needs test: true), val/acc (best), val/acc_last
+      values: {lr=0.001: 0.48}              # per cell, as fractions
 
 With both ``grid`` and ``cells``, every named cell is combined with every grid point. Everything wrong
 with the file is refused here, with one line naming the key, before any run starts.
@@ -34,7 +38,8 @@ from studies.naming import SAFE_NAME, cell_name, short_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"val/acc": "max", "train/loss": "min"}  # what each metric is read from: studies.results
-KEYS = ("name", "config", "description", "flags", "grid", "cells", "seeds", "seed_flags", "metric", "test", "search")
+KEYS = ("name", "config", "description", "flags", "grid", "cells", "seeds", "seed_flags", "metric", "test", "search", "reported")
+REPORTED_METRICS = ("test/acc", "val/acc", "val/acc_last")  # what a report's figure is compared with: studies.results.RunResult.value
 SEARCH_KEYS = ("trials", "params", "sampler_seed")
 RANGE_KEYS = ("low", "high", "log", "int", "choices")
 
@@ -84,6 +89,15 @@ class SearchSpec:
     sampler_seed: int = 0
 
 
+@dataclass(frozen=True)
+class Reported:
+    """A report's figures for some cells: compared with ours (mean ± std over seeds) in ``summary.md``."""
+
+    metric: str
+    values: dict[str, float]
+    source: str = ""
+
+
 @dataclass
 class StudySpec:
     path: Path
@@ -99,6 +113,7 @@ class StudySpec:
     metric: str = "val/acc"
     test: bool = False
     search: SearchSpec | None = None
+    reported: Reported | None = None
 
     @property
     def higher_is_better(self) -> bool:
@@ -266,7 +281,32 @@ def parse_spec(path: Path, text: str) -> StudySpec:
         raise _fail(path, f"test: must be true or false, got {test!r}")
     spec.test = test
     _check_overlaps(spec)
+    if raw.get("reported") is not None:
+        spec.reported = _reported(spec, raw["reported"])
     return spec
+
+
+def _reported(spec: StudySpec, raw: Any) -> Reported:
+    path = spec.path
+    if not isinstance(raw, dict) or set(raw) - {"source", "metric", "values"}:
+        raise _fail(path, "reported: must be a mapping with metric, values and optionally source")
+    metric = raw.get("metric")
+    if metric not in REPORTED_METRICS:
+        raise _fail(path, f"reported.metric: must be one of {', '.join(REPORTED_METRICS)}, got {metric!r}")
+    if metric == "test/acc" and not spec.test:
+        raise _fail(path, "reported.metric: test/acc needs test: true (each run's best checkpoint evaluated on the test split)")
+    if spec.search:
+        raise _fail(path, "reported: compares named cells or grid points; a search has no fixed cells")
+    values = raw.get("values")
+    names = [c.name for c in spec.cells()]
+    if not isinstance(values, dict) or not values:
+        raise _fail(path, f"reported.values: must be a mapping of cell name: figure (cells: {', '.join(names)})")
+    for cell, value in values.items():
+        if cell not in names:
+            raise _fail(path, f"reported.values: '{cell}' is not a cell of this study (cells: {', '.join(names)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise _fail(path, f"reported.values.{cell}: must be an accuracy as a fraction in [0, 1] (49.5% is 0.495), got {value!r}")
+    return Reported(metric=metric, values={k: float(v) for k, v in values.items()}, source=str(raw.get("source") or ""))
 
 
 def _check_overlaps(spec: StudySpec) -> None:

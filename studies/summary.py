@@ -3,6 +3,8 @@ over seeds, the best cell marked), both derived from the run directories and rew
 
 Means and standard deviations (sample std, ddof=1) are over the runs that completed (``ok``); diverged
 and failed runs are counted in the ``runs`` column, never silently dropped, and drawn in the plots.
+A study file's ``reported:`` figures get a second table in ``summary.md`` (and ``reported.csv``): the
+report's value, ours over the seeds, and the difference, computed from the same runs as the first.
 """
 
 from __future__ import annotations
@@ -132,8 +134,50 @@ def problems(summaries: list[CellSummary]) -> list[str]:
     return lines
 
 
+@dataclass
+class Comparison:
+    cell: str
+    reported: float
+    ours: Stat
+
+    @property
+    def difference(self) -> float:
+        return self.ours.mean - self.reported if self.ours.n else math.nan
+
+
+def comparisons(summaries: list[CellSummary], spec: StudySpec) -> list[Comparison]:
+    """The report's figure and ours (over the cell's completed runs) for each cell the report measured."""
+    if spec.reported is None:
+        return []
+    by_name = {s.cell.name: s for s in summaries}
+    return [Comparison(cell, value, stat([r.value(spec.reported.metric) for r in by_name[cell].ok]) if cell in by_name else Stat())
+            for cell, value in spec.reported.values.items()]  # fmt: skip
+
+
+def reported_markdown(found: list[Comparison], spec: StudySpec) -> str:
+    assert spec.reported is not None
+    source = f" ({spec.reported.source})" if spec.reported.source else ""
+    lines = [f"## Reported{source} vs ours: {spec.reported.metric}", "", "| cell | reported | ours (mean ± std over seeds) | difference |", "|---|---:|---:|---:|"]
+    for c in found:
+        diff = "—" if not c.ours.n else f"{100 * c.difference:+.1f} points"
+        lines.append(f"| {c.cell} | {c.reported:.4f} | {c.ours.text()} | {diff} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_reported_csv(path: Path, found: list[Comparison], spec: StudySpec) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["cell", "metric", "reported", "ours_mean", "ours_std", "n", "difference", "source"])
+        for c in found:
+            writer.writerow([c.cell, spec.reported.metric, repr(c.reported), _num(c.ours.mean), _num(c.ours.std), c.ours.n, _num(c.difference), spec.reported.source])
+    return path
+
+
 def write_markdown(path: Path, summaries: list[CellSummary], spec: StudySpec, title: str) -> str:
     text = f"# {title}\n\n{markdown(summaries, spec)}"
+    if found := comparisons(summaries, spec):
+        text += "\n" + reported_markdown(found, spec)
+        write_reported_csv(path.parent / "reported.csv", found, spec)
     if best := best_cell(summaries, spec):
         text += f"\nBest cell by {spec.metric} ({'higher' if spec.higher_is_better else 'lower'} is better): **{best.cell.name}** ({best.metric(spec.metric).text()}).\n"
     if found := problems(summaries):

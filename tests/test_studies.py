@@ -247,3 +247,21 @@ def test_compare_runs_tables_the_differing_config_keys_and_overlays_the_curves(g
     assert table[0]["best val acc"] == f"{max(float(r['val_acc']) for r in rows(runs[0] / 'val_acc.csv')):.4f}"
     assert "| run |" in stdout.getvalue() and (tmp_path / "cmp" / "comparison.md").is_file()
     assert_png(tmp_path / "cmp" / "learning_curves.png")
+
+
+def test_reported_figures_sit_beside_ours_computed_from_the_studys_own_runs(grid: tuple[Path, Path, int, str], tmp_path: Path) -> None:
+    from studies.main import summarise_study
+    from studies.spec import load_spec
+
+    _, out, _, _ = grid
+    text = SPEC + "reported:\n  source: a report\n  metric: test/acc\n  values: {{lr=0.05: 0.5, lr=1e+06: 0.1}}\n"
+    spec = load_spec(study_file(tmp_path, text))
+    summarise_study(spec, out, spec.cells(), echo=False)
+    ours = [float(r["test_acc"]) for r in rows(out / "summary.csv") if r["cell"] == OK_CELL and r["status"] == "ok"]
+    mean, std = float(np.mean(ours)), float(np.std(ours, ddof=1))
+    md = (out / "summary.md").read_text()
+    assert "## Reported (a report) vs ours: test/acc" in md
+    assert f"| {OK_CELL} | 0.5000 | {mean:.4f} ± {std:.4f} (n=2) | {100 * (mean - 0.5):+.1f} points |" in md, md
+    assert f"| {DIVERGED_CELL} | 0.1000 | — | — |" in md, "a cell with no completed run has no figure to compare"
+    table = rows(out / "reported.csv")
+    assert [r["cell"] for r in table] == [OK_CELL, DIVERGED_CELL] and float(table[0]["difference"]) == pytest.approx(mean - 0.5)

@@ -59,6 +59,10 @@ def parser() -> FitParser:
         ("name: s\nconfig: configs/mlp.yaml\nsearch: {trials: 0, params: {model.init_args.dropout: {low: 0, high: 0.5}}}\n", "search.trials: must be a positive integer"),
         ("name: s\nconfig: configs/mlp.yaml\nsearch: {trials: 2, params: {model.init_args.optimizer.init_args.lr: {low: 0, high: 1, log: true}}}\n", "log: true needs low > 0"),
         ("name: [unclosed\n", "not valid YAML"),
+        (GOOD + "reported: {metric: test/acc, values: {hidden_sizes=7: 0.5}}\n", "reported.values: 'hidden_sizes=7' is not a cell of this study (cells: hidden_sizes=100, hidden_sizes=100-100-100)"),
+        (GOOD + "reported: {metric: test/acc, values: {hidden_sizes=100: 49.5}}\n", "reported.values.hidden_sizes=100: must be an accuracy as a fraction in [0, 1] (49.5% is 0.495)"),
+        (GOOD + "reported: {metric: top5, values: {hidden_sizes=100: 0.5}}\n", "reported.metric: must be one of test/acc, val/acc, val/acc_last"),
+        (GOOD.replace("test: true", "test: false") + "reported: {metric: test/acc, values: {hidden_sizes=100: 0.5}}\n", "reported.metric: test/acc needs test: true"),
     ],
 )
 def test_bad_study_files_fail_with_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -217,3 +221,12 @@ def test_the_same_command_line_flags_in_another_order_or_spelling_are_the_same_s
     claim(out, spec, ["--data.batch_size=32", "--trainer.max_steps=5"], spec.cells())
     with pytest.raises(StudyDirError, match="the command-line flags"):
         claim(out, spec, ["--data.batch_size=64", "--trainer.max_steps=5"], spec.cells())
+
+
+def test_an_unwritable_out_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, parser: FitParser, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("studies.main.FitParser", lambda: parser)
+    (tmp_path / "study.yaml").write_text(GOOD)
+    (tmp_path / "a_file").write_text("")
+    assert main([str(tmp_path / "study.yaml"), "--out", str(tmp_path / "a_file" / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {tmp_path / 'a_file' / 'out'}: cannot create the study directory there (Not a directory)", err
