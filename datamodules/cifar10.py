@@ -55,7 +55,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             instead of the test split; files it cannot classify are listed (console and ``skipped.csv``).
         predict_resize: resize ``predict_dir`` images of other sizes to 32x32 (bicubic, antialiased, the
             whole picture); off, only 32x32 images are classified and the others are listed as skipped.
-        cache_dir: where the decoded-image cache (~186 MB for CIFAR-10) is kept: ``true`` = in ``data_dir``,
+        cache_dir: where the decoded-image cache (~185 MB for the official 60,000 images) is kept: ``true`` = in ``data_dir``,
             a path = that folder (created if needed), ``false``/``null`` = no cache.
     """
 

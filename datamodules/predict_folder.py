@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from datamodules.sources import DataError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 RESIZE_FLAG = "--data.predict_resize true"
 WRONG_SIZE = "not 32x32"
@@ -42,7 +46,7 @@ def _counts(skipped: list[tuple[str, str]]) -> str:
     return ", ".join(f"{kind}: {n}" for kind, n in kinds.items())
 
 
-def to_cifar_rgb(im: object, resize: bool) -> np.ndarray | str:
+def to_cifar_rgb(im: PILImage, resize: bool) -> np.ndarray | str:
     """A PIL image as a 32x32x3 uint8 array, or the reason it is skipped.
 
     Resizing (``resize``) keeps the whole picture, aspect ratio not kept, with PIL's bicubic filter, which
@@ -74,7 +78,8 @@ def read_predict_folder(folder: Path, resize: bool) -> PredictFolder:
     if not files:
         raise DataError(f"--data.predict_dir '{folder}' holds no files.")
     arrays: list[np.ndarray] = []
-    result = PredictFolder(np.empty(0), [])
+    names: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for path in tqdm(files, desc=f"decoding {folder}", unit="file", mininterval=1.0, disable=len(files) < 2000):
         name = str(Path(path).relative_to(folder))
         try:
@@ -85,12 +90,11 @@ def read_predict_folder(folder: Path, resize: bool) -> PredictFolder:
         except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces as OSError, SyntaxError, ValueError, ...
             out = f"unreadable image: {type(exc).__name__}: {exc}"
         if isinstance(out, str):
-            result.skipped.append((name, out))
+            skipped.append((name, out))
         else:
             arrays.append(out)
-            result.names.append(name)
+            names.append(name)
     if not arrays:
-        hint = f"; {RESIZE_FLAG} resizes other sizes" if any(r.startswith(WRONG_SIZE) for _, r in result.skipped) else ""
-        raise DataError(f"--data.predict_dir '{folder}': none of its {len(files)} files can be classified ({_counts(result.skipped)}){hint}.")
-    result.images = np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2))
-    return result
+        hint = f"; {RESIZE_FLAG} resizes other sizes" if any(r.startswith(WRONG_SIZE) for _, r in skipped) else ""
+        raise DataError(f"--data.predict_dir '{folder}': none of its {len(files)} files can be classified ({_counts(skipped)}){hint}.")
+    return PredictFolder(np.ascontiguousarray(np.stack(arrays).transpose(0, 3, 1, 2)), names, skipped)
