@@ -133,11 +133,14 @@ class CIFARCLI(LightningCLI):
     def _config_to_save(self, cfg: Namespace) -> str:
         """The resolved config as config.yaml: re-running it (``fit --config``) repeats this run in a new version.
 
-        Paths derived from the run directory stay unset, and ``ckpt_path`` is cleared: a re-run starts fresh.
+        Paths derived from the run directory stay unset, and a fit's ``ckpt_path`` is cleared: a re-run starts fresh.
+        An evaluation keeps its checkpoint, resolved: the config says what was evaluated (``compare_runs.py``
+        credits the result to that run alone), and re-running it repeats that evaluation.
         """
         full = copy.deepcopy(self.config)
         section = full[self.subcommand]
-        section.ckpt_path = None
+        ckpt = self.session.requested_ckpt
+        section.ckpt_path = str(Path(ckpt).resolve()) if ckpt and self.subcommand != "fit" else None
         section.trainer.default_root_dir = None
         section.checkpoint.dirpath = section.last_checkpoint.dirpath = None
         dumped = yaml.safe_load(self.parser.dump(full, skip_none=False))[self.subcommand]

@@ -1,10 +1,12 @@
 """``scripts/compare_runs.py RUN_DIR...``: any run directories side by side, from studies or single runs.
 
 The table shows only the config keys whose values differ between the runs (everything else was the
-same), then best and last validation accuracy, test accuracy (when the run was evaluated: a study's
-``eval-test`` next to it, or a test entry in the run's own ``per_class_accuracy.json``), steps and wall
-time. Written as ``comparison.md`` and ``comparison.csv`` with an overlay of the learning curves, into
-``--out`` (default: a new ``runs/compare/version_<k>``, so no comparison overwrites another).
+same; an argument only one class has, at its default, is no difference: ``studies/config_diff.py``), then
+best and last validation accuracy, test accuracy (when the run was evaluated: an evaluation of one of its
+checkpoints, found by the checkpoint it recorded, ``studies/evaluations.py``, or a test entry in the run's
+own ``per_class_accuracy.json``), steps and wall time. Written as ``comparison.md`` and ``comparison.csv``
+with an overlay of the learning curves (one label per run, each different, naming the model class when the
+models differ), into ``--out`` (default: a new ``runs/compare/version_<k>``, so no comparison overwrites another).
 """
 
 from __future__ import annotations
@@ -22,21 +24,11 @@ import yaml
 
 from callbacks.outputs import plt, save_figure
 from cli.run_dirs import new_run_dir
+from studies.config_diff import differing_keys, flatten, labels
+from studies.evaluations import credited_test
 from studies.naming import format_value
 from studies.plots import colors, smooth
-from studies.results import read_curve, test_result
-
-IGNORED = ("run_name", "runs_dir")  # differ between any two runs by construction; the run column names them
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> dotted keys; lists stay values (``model.init_args.hidden_sizes: [100]``)."""
-    if not isinstance(tree, dict) or not tree:
-        return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
+from studies.results import read_curve
 
 
 @dataclass
@@ -62,28 +54,42 @@ class RunInfo:
         return self.val_acc[-1] if self.val_acc else math.nan
 
 
-def load_run(path: Path) -> RunInfo:
+class NotARun(ValueError):
+    """A path given to compare_runs.py that holds no run directory (the message is one line)."""
+
+
+def check_run_dir(path: Path) -> None:
+    """Raise NotARun naming the path and what to pass instead."""
+    if not path.exists():
+        raise NotARun(f"{path} does not exist")
+    if not path.is_dir():
+        raise NotARun(f"{path} is a file, not a run directory; pass runs/<name>/version_<k>")
     if not (path / "config.yaml").is_file():
-        raise FileNotFoundError(f"{path} is not a run directory (no config.yaml); pass runs/<name>/version_<k>")
-    info = RunInfo(path, flatten(yaml.safe_load((path / "config.yaml").read_text()) or {}))
+        inside = sorted(p.name for p in path.glob("version_*") if (p / "config.yaml").is_file())
+        hint = f"it holds {', '.join(inside)}: pass {path / inside[-1]}" if inside else "pass runs/<name>/version_<k>"
+        raise NotARun(f"{path} is not a run directory (no config.yaml); {hint}")
+
+
+def load_run(path: Path) -> RunInfo:
+    """Everything the table and the plot show of one run; NotARun (one line) for a path that holds none."""
+    check_run_dir(path)
+    try:
+        info = RunInfo(path, flatten(yaml.safe_load((path / "config.yaml").read_text()) or {}))
+        status = json.loads((path / "status.json").read_text()) if (path / "status.json").is_file() else None
+        own = path / "per_class_accuracy.json"
+        own_test = json.loads(own.read_text()).get("test") if own.is_file() else None
+    except (yaml.YAMLError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise NotARun(f"{path}: unreadable run files ({type(exc).__name__}: {first})") from None
     info.steps, info.loss = read_curve(path / "train_loss.csv")
     info.val_steps, info.val_acc = read_curve(path / "val_acc.csv")
-    if (path / "status.json").is_file():
-        status = json.loads((path / "status.json").read_text())
+    if status is not None:
         info.global_step, info.wall_s, info.status = status.get("global_step"), status.get("wall_s"), status.get("status", "")
     elif info.steps:
         info.global_step = info.steps[-1]
-    test = test_result(path.parent)  # a study's evaluation (DIR/<cell>/seed<k>/eval-test) next to the run
-    own = path / "per_class_accuracy.json"
-    if test is None and own.is_file():
-        test = json.loads(own.read_text()).get("test")
+    test = credited_test(path) or own_test  # an evaluation of its own checkpoints, else a test the fit ran itself
     info.test_acc = test["overall_accuracy"] if test else None
     return info
-
-
-def differing_keys(runs: list[RunInfo]) -> list[str]:
-    keys = list(dict.fromkeys(k for r in runs for k in r.config))
-    return [k for k in keys if k not in IGNORED and len({json.dumps(r.config.get(k, "<unset>"), sort_keys=True, default=str) for r in runs}) > 1]
 
 
 def _common_parent(paths: list[Path]) -> Path:
@@ -95,8 +101,7 @@ def _common_parent(paths: list[Path]) -> Path:
     return Path(*common) if common else Path("/")
 
 
-def rows(runs: list[RunInfo]) -> tuple[list[str], list[list[str]]]:
-    keys = differing_keys(runs)
+def rows(runs: list[RunInfo], keys: list[str]) -> tuple[list[str], list[list[str]]]:
     base = _common_parent([r.path for r in runs]) if len(runs) > 1 else runs[0].path.resolve().parent.parent
     header = ["run", *keys, "status", "best val acc", "last val acc", "test acc", "steps", "wall s"]
     body = []
@@ -135,30 +140,34 @@ def overlay(runs: list[RunInfo], labels: list[str], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def compare(paths: list[Path], out: Path) -> str:
-    runs = [load_run(p) for p in paths]
-    header, body = rows(runs)
+def compare(runs: list[RunInfo], out: Path) -> str:
+    """Write comparison.csv/.md and learning_curves.png into ``out``; return the Markdown table."""
+    configs = [r.config for r in runs]
+    keys = differing_keys(configs)
+    header, body = rows(runs, keys)
     with open(out / "comparison.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([header, *body])
     table = "\n".join(["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * (len(header) - 5) + ["---:"] * 5) + "|", *("| " + " | ".join(row) + " |" for row in body)])
-    keys = differing_keys(runs)
-    labels = [", ".join(f"{k.rsplit('.', 1)[-1]}={format_value(r.config.get(k))}" for k in keys[:3]) or row[0] for r, row in zip(runs, body)]
-    overlay(runs, labels, out / "learning_curves.png")
+    overlay(runs, labels(configs, keys, [row[0] for row in body]), out / "learning_curves.png")
     (out / "comparison.md").write_text(f"# Comparison of {len(runs)} runs\n\n{table}\n")
     return table
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/compare_runs.py", description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<name>/version_<k>, or a study's DIR/<cell>/seed<k>/version_0)")
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<name>/version_<k>, or a study's DIR/<cell>/seed<k>/version_<n>)")
     ap.add_argument("--out", type=Path, default=None, help="where the table and plot go (default: a new runs/compare/version_<k>)")
     args = ap.parse_args(argv)
-    missing = [p for p in args.runs if not (p / "config.yaml").is_file()]
-    if missing:
-        print(f"error: {missing[0]} is not a run directory (no config.yaml); pass runs/<name>/version_<k>", file=sys.stderr)
+    try:
+        runs = [load_run(p) for p in args.runs]
+    except NotARun as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} is a file; pass a folder for the table and plot", file=sys.stderr)
         return 2
     out = args.out or new_run_dir("runs", "compare")
     out.mkdir(parents=True, exist_ok=True)
-    print(compare(args.runs, out))
+    print(compare(runs, out))
     print(f"\nWritten: {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'learning_curves.png'}")
     return 0
