@@ -110,7 +110,7 @@ class RunResult:
         return {"val/acc": self.best_val_acc, "train/loss": self.final_train_loss}[name]
 
     def value(self, name: str) -> float | None:
-        """A figure comparable with a report's: ``test/acc`` (the best checkpoint on the test split),
+        """A figure comparable with a report's: ``test/acc`` (the tested checkpoint, best or last, on the test split),
         ``val/acc`` (the best validation accuracy) or ``val/acc_last`` (the one after the last step)."""
         if name == "test/acc":
             return self.test_acc

@@ -4,7 +4,7 @@ Every run is launched the same way whether it is new or was interrupted:
 ``train.py fit ... --runs_dir DIR/<cell> --run_name seed<k> --ckpt_path last`` starts it the first time
 and resumes it in place from its ``last.ckpt`` afterwards. A run whose ``status.json`` says it completed
 or diverged is never launched again; with ``test: true`` its best checkpoint is then evaluated once
-(``train.py test``, into ``DIR/<cell>/seed<k>/eval-test/``).
+(``train.py test``, into ``DIR/<cell>/seed<k>/eval-test/``; ``test: last`` evaluates its last checkpoint).
 
 Children die with the study: each gets ``PR_SET_PDEATHSIG(SIGTERM)``, so when the study is killed, even
 with SIGKILL, its runs save ``last.ckpt`` and stop instead of training on as orphans. A re-launched study
@@ -122,12 +122,12 @@ class StudyRunner:
         if status not in ("completed", "diverged"):
             return "fit"
         run_dir = fit_run_dir(task.path)
-        has_best = run_dir is not None and (run_dir / "checkpoints" / "best.ckpt").is_file()
+        has_checkpoint = run_dir is not None and self.tested_checkpoint(run_dir).is_file()
         if self.spec.test and status == "completed" and test_result(task.path) is None:
-            if has_best:
+            if has_checkpoint:
                 return "test"
             if "test" not in read_launch(task.path):  # test: true cannot be honoured: say so in the summary
-                record_launch(task.path, "test", 2, "no checkpoints/best.ckpt to test (the config keeps no best checkpoint: no validation or no monitor)")
+                record_launch(task.path, "test", 2, f"no checkpoints/{self.spec.test_checkpoint}.ckpt to test (the config keeps no best checkpoint: no validation or no monitor)")
         return "done"
 
     def fit_argv(self, task: Task) -> list[str]:
@@ -138,9 +138,12 @@ class StudyRunner:
             "--runs_dir", str(task.path.parent), "--run_name", task.path.name, "--ckpt_path", "last",
         ]  # fmt: skip
 
+    def tested_checkpoint(self, run_dir: Path) -> Path:
+        return run_dir / "checkpoints" / f"{self.spec.test_checkpoint}.ckpt"
+
     def test_argv(self, task: Task) -> list[str]:
         """The checkpoint brings its model and data settings; the study's trainer and data flags still apply."""
-        best = fit_run_dir(task.path) / "checkpoints" / "best.ckpt"
+        best = self.tested_checkpoint(fit_run_dir(task.path))
         flags = [*to_argv(self.spec.flags), *self.extra_args, *to_argv(task.cell.flags)]
         kept = [a for group in _pairs(flags) if group[0].lstrip("-").startswith(("trainer.", "data.")) for a in group]
         return [

@@ -9,7 +9,7 @@
       adam-lr0.1: {model.init_args.optimizer: {class_path: torch.optim.Adam, init_args: {lr: 0.1}}}
     seeds: [0, 1, 2]                        # each seed sets every flag in seed_flags (default: seed_everything)
     metric: val/acc                         # val/acc (higher is better) or train/loss (lower is better)
-    test: true                              # also evaluate each run's best checkpoint on the test split
+    test: true                              # also evaluate each run's best checkpoint on the test split (last: its last one)
     search:                                 # instead of grid/cells: an Optuna (TPE) search
       trials: 20
       params: {model.init_args.optimizer.init_args.lr: {low: 1.0e-5, high: 1.0e-1, log: true}}
@@ -18,7 +18,8 @@
       metric: test/acc                      # test/acc (needs test: true), val/acc (best), val/acc_last
       values: {lr=0.001: 0.48}              # per cell, as fractions
 
-With both ``grid`` and ``cells``, every named cell is combined with every grid point. Everything wrong
+With both ``grid`` and ``cells``, every named cell is combined with every grid point; with neither, the
+study is one cell named after it (the config as it is, over the seeds: a reproduction). Everything wrong
 with the file is refused here, with one line naming the key, before any run starts.
 """
 
@@ -39,6 +40,7 @@ from studies.naming import SAFE_NAME, cell_name, short_keys
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"val/acc": "max", "train/loss": "min"}  # what each metric is read from: studies.results
 KEYS = ("name", "config", "description", "flags", "grid", "cells", "seeds", "seed_flags", "metric", "test", "search", "reported")
+TEST_CHECKPOINTS = ("best", "last")
 REPORTED_METRICS = ("test/acc", "val/acc", "val/acc_last")  # what a report's figure is compared with: studies.results.RunResult.value
 SEARCH_KEYS = ("trials", "params", "sampler_seed")
 RANGE_KEYS = ("low", "high", "log", "int", "choices")
@@ -112,6 +114,7 @@ class StudySpec:
     seed_flags: list[str] = field(default_factory=lambda: ["seed_everything"])
     metric: str = "val/acc"
     test: bool = False
+    test_checkpoint: str = "best"  # which checkpoint the test split evaluates: best (by val/acc) or last
     search: SearchSpec | None = None
     reported: Reported | None = None
 
@@ -133,6 +136,8 @@ class StudySpec:
         """Named cells x the grid's cartesian product, in file order (empty in search mode)."""
         short = self.short_names()
         points = [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())] if self.grid else []
+        if not self.named and not points:  # neither grid nor cells: the config as it is, over the seeds
+            return [] if self.search else [Cell(self.name, {}, {})]
         if not self.named:
             return [Cell(cell_name(p, short), p, p) for p in points]
         if not points:
@@ -152,6 +157,7 @@ class StudySpec:
             "seed_flags": self.seed_flags,
             "metric": self.metric,
             "test": self.test,
+            **({"test_checkpoint": self.test_checkpoint} if self.test_checkpoint != "best" else {}),  # absent: best (older records)
             "search": search,
         }
 
@@ -262,7 +268,7 @@ def parse_spec(path: Path, text: str) -> StudySpec:
         if spec.grid or spec.named:
             raise _fail(path, "search: give either grid/cells or search, not both")
         spec.search = _search(path, raw["search"])
-    elif not spec.grid and not spec.named:
+    elif not spec.grid and not spec.named and "grid" in raw:
         raise _fail(path, "grid: empty; give a grid (flag: [values]), named cells or a search")
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) < len(seeds):
@@ -277,9 +283,9 @@ def parse_spec(path: Path, text: str) -> StudySpec:
         raise _fail(path, f"metric: unknown metric {metric!r} (known: {', '.join(METRICS)})")
     spec.metric = metric
     test = raw.get("test", False)
-    if not isinstance(test, bool):
-        raise _fail(path, f"test: must be true or false, got {test!r}")
-    spec.test = test
+    if not isinstance(test, bool) and test not in TEST_CHECKPOINTS:
+        raise _fail(path, f"test: must be true (= best), best, last or false, got {test!r}")
+    spec.test, spec.test_checkpoint = test is not False, "best" if test is True or test is False else test
     _check_overlaps(spec)
     if raw.get("reported") is not None:
         spec.reported = _reported(spec, raw["reported"])
@@ -294,7 +300,7 @@ def _reported(spec: StudySpec, raw: Any) -> Reported:
     if metric not in REPORTED_METRICS:
         raise _fail(path, f"reported.metric: must be one of {', '.join(REPORTED_METRICS)}, got {metric!r}")
     if metric == "test/acc" and not spec.test:
-        raise _fail(path, "reported.metric: test/acc needs test: true (each run's best checkpoint evaluated on the test split)")
+        raise _fail(path, "reported.metric: test/acc needs test: true, best or last (each run's checkpoint evaluated on the test split)")
     if spec.search:
         raise _fail(path, "reported: compares named cells or grid points; a search has no fixed cells")
     values = raw.get("values")

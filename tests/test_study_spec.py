@@ -49,7 +49,7 @@ def parser() -> FitParser:
         (GOOD.replace("configs/mlp.yaml", "configs/nope.yaml"), "config: file 'configs/nope.yaml' not found"),
         (GOOD.replace("seeds: [0, 1]", "seeds: [0, 0]"), "seeds: must be a non-empty list of distinct non-negative integers"),
         (GOOD.replace("name: depth", "name: my study/1"), "name: must be a name"),
-        (GOOD.replace("test: true", "test: maybe"), "test: must be true or false"),
+        (GOOD.replace("test: true", "test: maybe"), "test: must be true (= best), best, last or false"),
         (GOOD + "flags: {runs_dir: /tmp/x}\n", "flags: 'runs_dir' is set by the study itself"),
         (GOOD + "flags: {model.hidden_sizes: [5]}\n", "flags: 'model.init_args.hidden_sizes' is also varied"),
         (GOOD + "flags: {seed_everything: 3}\n", "'seed_everything' is set by seeds:"),
