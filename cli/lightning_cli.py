@@ -31,8 +31,9 @@ from cli.argv import prepare_argv
 from cli.checkpoints import read_checkpoint
 from cli.loggers import LoggerConfigError, configure_loggers
 from cli.parser import OneLineErrorParser, usage_error
-from cli.run_dirs import plan_run
-from cli.session import RunSession
+from cli.resume_changes import ResumeChangeError, check_resume_changes, newest_config, run_dir_of_checkpoint
+from cli.run_dirs import RunPlan, discard_if_empty, plan_run
+from cli.session import RunSession, process_rank
 from cli.validation import accelerator_error, run_location_errors, trainer_range_errors
 
 DEFAULT_RUNS_DIR = "runs"
@@ -100,6 +101,8 @@ class CIFARCLI(LightningCLI):
             self.session.checkpoint = read_checkpoint(ckpt)  # safety first: no pickled code runs
         saved = self._config_to_save(cfg)
         plan = plan_run(self.subcommand, cfg.runs_dir, cfg.run_name, ckpt)
+        if self.subcommand == "fit" and plan.ckpt_path and process_rank() == 0:
+            self._check_resume(plan, saved)
         self.session.begin(plan, saved, self.subcommand)
         cfg.trainer.default_root_dir = str(plan.run_dir)
         cfg.checkpoint.dirpath = cfg.last_checkpoint.dirpath = str(plan.run_dir / "checkpoints")
@@ -116,6 +119,19 @@ class CIFARCLI(LightningCLI):
             self.session.discard()
             usage_error(str(exc))
         cfg.ckpt_path = plan.ckpt_path
+
+    def _check_resume(self, plan: RunPlan, saved: str) -> None:
+        """A flag that differs from what the checkpoint was trained with is honoured or refused here, before the
+        run is touched (no config file, status, lock or logger segment of the refused resume)."""
+        if self.session.checkpoint is None:  # --ckpt_path last, a SLURM requeue: the file plan_run found
+            self.session.checkpoint = read_checkpoint(plan.ckpt_path)
+        config = newest_config(run_dir_of_checkpoint(plan.ckpt_path))
+        resume = f"python train.py fit --config {config or '<the run config.yaml>'} --ckpt_path {Path(plan.ckpt_path).resolve()}"
+        try:
+            self.session.resume_changes = check_resume_changes(self.session.checkpoint, config.read_text() if config else None, saved, resume)
+        except ResumeChangeError:
+            discard_if_empty(plan)  # a branch's new, still empty version directory
+            raise
 
     def _check(self, cfg: Namespace) -> None:
         """Everything that can be refused from the config alone, before a run directory exists."""

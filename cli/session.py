@@ -46,6 +46,7 @@ class RunSession:
     started: float = field(default_factory=time.monotonic)
     owns_run_dir: bool = False  # False for a fit refused because another process trains there: leave its files alone
     status_before: dict | None = None  # a resume in place: the run's status.json record before this segment
+    resume_changes: ResumeChanges | None = None  # a resume: the flags that differ from the checkpoint's run, all honoured
 
     def begin(self, plan: RunPlan, saved_config: str, subcommand: str) -> None:
         self.plan, self.saved_config, self.subcommand = plan, saved_config, subcommand
@@ -61,8 +62,12 @@ class RunSession:
             config.write_text(saved_config)
         elif config.read_text() != saved_config:
             k = 1 + sum(1 for _ in plan.run_dir.glob("config.resume-*.yaml"))
-            (plan.run_dir / f"config.resume-{k}.yaml").write_text(saved_config)
-            print(f"Note: the resumed run's config differs from {config}; it is saved as config.resume-{k}.yaml.")
+            changed = self.resume_changes.describe() if self.resume_changes else ""
+            step = int(self.checkpoint.get("global_step", 0)) if self.checkpoint else 0
+            header = f"# Resumed at step {step} on {time.strftime('%Y-%m-%d %H:%M:%S')}; changed flags, all honoured: {changed or 'none'}\n"
+            (plan.run_dir / f"config.resume-{k}.yaml").write_text(header + saved_config)
+            print(f"Note: resumed with changed flags, all honoured: {changed}; this segment's config is {plan.run_dir / f'config.resume-{k}.yaml'}." if changed
+                  else f"Note: the resumed run's config differs from {config}; it is saved as config.resume-{k}.yaml.")
         share_with_workers(plan)
         if plan.resumed_in_place and plan.ckpt_path and self.checkpoint is not None:
             set_aside_csv_history(plan.run_dir, int(self.checkpoint.get("global_step", 0)))

@@ -187,14 +187,15 @@ def test_divergence_before_any_checkpoint_does_not_claim_one(batches_dir: Path, 
 
 
 def test_checkpoint_of_another_model_under_fit_gets_a_fit_hint(batches_dir: Path, tmp_path: Path) -> None:
-    from lit_models.base import CheckpointMismatchError
+    from cli.resume_changes import ResumeChangeError
 
     runs = tmp_path / "runs"
     run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "2", "--run_name", "a"))
     ckpt = runs / "a" / "version_0" / "checkpoints" / "last.ckpt"
-    with pytest.raises(CheckpointMismatchError) as exc:
+    with pytest.raises(ResumeChangeError) as exc:  # refused before anything is built or written
         run_cli("fit", *base_args(batches_dir, runs, "--run_name", "b", "--ckpt_path", str(ckpt)), "--model", "VGGClassifier", "--model.layout", "[8,M]")
-    assert "without --model" not in str(exc.value) and "config.yaml" in str(exc.value)
+    assert "--model.class_path lit_models.MLPClassifier -> lit_models.VGGClassifier" in str(exc.value), str(exc.value)
+    assert "without --model" not in str(exc.value) and f"--config {runs / 'a' / 'version_0' / 'config.yaml'}" in str(exc.value)
 
 
 # ------------------------------------------------------------------ console output is signal
