@@ -16,7 +16,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from callbacks.outputs import plt, run_dir, save_figure
-from lit_models.base import logs_at_this_step
+from core.lightning_internals import logs_at_this_step
 
 
 class LRScheduleMonitor(Callback):

@@ -30,8 +30,10 @@ from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from lit_models.base import Fraction
+from core.arg_types import Fraction
+from core.torch_internals import copy_all_
 
 # The CLI refuses out-of-range values from the annotations (one line naming the flag); the checks in
 # __init__ give the same message to plain Python use.
@@ -96,9 +98,10 @@ class WeightAverage(Callback):
         step = trainer.global_step
         if self._other is None or step <= self.last_update_step or step <= self.start_step or step % self.every_n_steps:
             return
-        torch._foreach_lerp_(self._other, self._live, 1.0 - self.decay_at(step))
+        # avg = d * avg + (1 - d) * raw for every tensor: torch's public EMA update, one fused lerp (all are floating point).
+        get_ema_multi_avg_fn(self.decay_at(step))(self._other, self._live, None)
         if self.mode == "lookahead":
-            torch._foreach_copy_(self._live, self._other)
+            copy_all_(self._live, self._other)
         self.last_update_step = step
 
     @torch.no_grad()
@@ -108,7 +111,7 @@ class WeightAverage(Callback):
             return
         self._bind(pl_module)  # the model may have moved (teardown moves it to the CPU)
         previous = [t.clone() for t in self._live]
-        torch._foreach_copy_(self._live, self._other)
+        copy_all_(self._live, self._other)
         self._other, self._model_holds_average = previous, hold
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

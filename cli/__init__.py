@@ -7,6 +7,7 @@
 * ``checkpoints``: reading a ``--ckpt_path`` safely and turning it into config;
 * ``run_dirs``: run directories (allocation, resume, SLURM requeue, clean-up of runs that never started);
 * ``loggers``: every logger writes into the run directory; W&B offline unless keyed;
-* ``lightning_cli``: the ``LightningCLI`` subclass that wires the above together;
-* ``lightning_internals``: the few private Lightning details we rely on, each pinned by a test.
+* ``lightning_cli``: the ``LightningCLI`` subclass that wires the above together.
+
+The private Lightning details it relies on are registered in ``core/lightning_internals.py`` (the models use them too).
 """

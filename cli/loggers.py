@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from jsonargparse import Namespace
 
 WANDB_CLASS = "lightning.pytorch.loggers.WandbLogger"
-QUIET_WANDB_CLASS = "cli.lightning_internals.QuietWandbLogger"
+QUIET_WANDB_CLASS = "core.lightning_internals.QuietWandbLogger"
 WANDB_ID_FILE = "wandb_run_id"
 DEFAULT_PROJECT = "cifar10"
 
@@ -81,7 +81,7 @@ def configure_loggers(logger: Any, run_dir: Path) -> Any:
         init.save_dir = str(run_dir if save_dir in (None, "", ".") else run_dir / str(save_dir))
         short = one.class_path.rsplit(".", 1)[-1]
         if short == "WandbLogger":
-            one.class_path = QUIET_WANDB_CLASS  # same logger, minus a false-alarm warning (see lightning_internals)
+            one.class_path = QUIET_WANDB_CLASS  # same logger, minus a false-alarm warning (see core/lightning_internals.py)
             init.offline = bool(init.get("offline")) or wandb_should_run_offline()
             init.project = init.get("project") or DEFAULT_PROJECT
             init.name = init.get("name") or os.environ.get("WANDB_NAME") or f"{run_dir.parent.name}/{run_dir.name}"  # studies set WANDB_NAME

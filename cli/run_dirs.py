@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
-from cli.lightning_internals import hpc_checkpoints
+from core.lightning_internals import hpc_checkpoints
 
 RUN_DIR_ENV = "CIFAR_RUN_DIR"  # DDP worker processes re-run train.py: they join rank 0's directory ...
 RESUME_CKPT_ENV = "CIFAR_RESUME_CKPT"  # ... and resume from the same checkpoint

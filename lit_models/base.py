@@ -13,30 +13,17 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from jsonargparse.typing import PositiveInt, restricted_number_type
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
-from cli.lightning_internals import FastHookNameMixin
+from core.arg_types import Fraction
+from core.lightning_internals import FastHookNameMixin, logs_at_this_step
 from lit_models.param_groups import apply_lr_multipliers, check_lr_multipliers, parameter_groups
 from lit_models.tta import tta_logits
-
-# A probability-like hyperparameter: 0 allowed, 1 not (label smoothing, dropout). The CLI refuses other values.
-Fraction = restricted_number_type("Fraction", float, [(">=", 0.0), ("<", 1.0)])
-
-
-def logs_at_this_step(trainer: L.Trainer) -> bool:
-    """True on the training steps whose logged values reach the loggers (every ``log_every_n_steps``).
-
-    Lightning's own rule, written with public values; a test pins it against Lightning's decision.
-    """
-    if trainer.log_every_n_steps <= 1:
-        return True
-    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
-
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint of another model class or architecture."""

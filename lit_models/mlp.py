@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from jsonargparse.typing import PositiveInt
 
-from lit_models.base import ClassifierModule, Fraction
+from core.arg_types import Fraction
+from lit_models.base import ClassifierModule
 from lit_models.components.mlp import MLP
 from lit_models.components.mlp_choices import Activation, Init
 

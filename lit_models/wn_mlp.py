@@ -6,7 +6,8 @@ from typing import Any
 
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
-from lit_models.base import ClassifierModule, Fraction
+from core.arg_types import Fraction
+from lit_models.base import ClassifierModule
 from lit_models.components.mlp_choices import Activation, Init
 from lit_models.components.wn_mlp import DEFAULT_HIDDEN, WeightNormMLP
 

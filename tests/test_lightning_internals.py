@@ -1,4 +1,4 @@
-"""One test per Lightning detail the project relies on without a public API (see cli/lightning_internals.py),
+"""One test per Lightning detail the project relies on without a public API (see core/lightning_internals.py),
 plus the public-looking rules we re-implemented, pinned against Lightning's own decision.
 
 A Lightning upgrade that changes one of them fails here, by name, instead of in a user's run.
@@ -10,8 +10,7 @@ from pathlib import Path
 
 import lightning as L
 
-from cli.lightning_internals import HOOK_NAME_ATTRIBUTE, QuietWandbLogger, hpc_checkpoints
-from lit_models.base import logs_at_this_step
+from core.lightning_internals import HOOK_NAME_ATTRIBUTE, QuietWandbLogger, hpc_checkpoints, logs_at_this_step
 
 
 def test_slurm_requeue_checkpoints_are_named_hpc_ckpt_n_in_default_root_dir(tmp_path: Path) -> None:

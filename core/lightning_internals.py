@@ -10,6 +10,11 @@ Everything else uses public APIs. What is here has no public route:
   step); :class:`FastHookNameMixin` keeps that assignment off ``nn.Module.__setattr__``.
 * Lightning's ``WandbLogger`` always passes ``anonymous=None`` to ``wandb.init`` (in ``_wandb_init``), which
   wandb >= 0.22 answers with a deprecation warning on every run; :class:`QuietWandbLogger` leaves it out.
+* Which training steps' logged values reach the loggers is decided inside Lightning's logger connector
+  (``should_update_logs``); :func:`logs_at_this_step` is that rule written with public values.
+
+It sits in ``core/`` because the models (the hook-name mixin, the logging rule), the callbacks (the logging
+rule) and the command line (requeue checkpoints, the W&B logger) all use it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
 HPC_CHECKPOINT_GLOB = "hpc_ckpt_*.ckpt"
@@ -26,6 +32,13 @@ HOOK_NAME_ATTRIBUTE = "_current_fx_name"
 def hpc_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints Lightning's SLURM requeue handler (SIGUSR1) saved into the run directory."""
     return sorted(run_dir.glob(HPC_CHECKPOINT_GLOB))
+
+
+def logs_at_this_step(trainer: L.Trainer) -> bool:
+    """True on the training steps whose logged values reach the loggers (every ``log_every_n_steps``)."""
+    if trainer.log_every_n_steps <= 1:
+        return True
+    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
 
 
 class FastHookNameMixin:
