@@ -1,7 +1,7 @@
 """The fast CNN recipe side by side with airbench94 on the same data, machine, threads and epochs.
 
     python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR
-        [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--threads 2] [--config configs/fast_cnn_cpu.yaml]
+        [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--threads 2] [--config configs/fast_cnn.yaml --config configs/cpu.yaml]
         [--batch-size 1024] [--per-epoch] [train.py fit flags ...]
 
 ``--airbench``: airbench94's script, as a file or as a git directory of github KellerJordan/cifar10-airbench
@@ -149,7 +149,8 @@ def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[s
     name = f"fast_cnn_seed{seed}"
     runs = a.out / "runs"
     common = ["--data.data_dir", a.data_dir, "--data.download", "false", "--runs_dir", str(runs), "--trainer.enable_progress_bar", "false"]
-    train_py("fit", "--config", str(a.config), *common, "--run_name", name, "--seed_everything", str(seed),
+    configs = [arg for config in a.config for arg in ("--config", str(config))]
+    train_py("fit", *configs, *common, "--run_name", name, "--seed_everything", str(seed),
              "--trainer.max_steps", str(max_steps), "--trainer.max_epochs", str(math.ceil(a.epochs)), "--data.batch_size", str(a.batch_size),
              *flags, threads=a.threads)
     run = sorted((runs / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
@@ -194,7 +195,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=1024, help="both sides (airbench94's is 1024; smaller only for small data sets)")
-    ap.add_argument("--config", type=Path, default=None, help="default: configs/fast_cnn_cpu.yaml on cpu, configs/fast_cnn.yaml on cuda")
+    ap.add_argument("--config", type=Path, action="append", default=None,
+                    help="train.py's config files, in order (repeat it for a recipe and its overlays); default: "
+                         "configs/fast_cnn.yaml, plus configs/cpu.yaml on cpu")
     ap.add_argument("--per-epoch", action="store_true", help="our per-epoch test accuracy without TTA (one test run per epoch)")
     a, flags = ap.parse_known_args(argv)
     for flag in flags:
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(a.threads)  # our evaluation runs in this process
-    a.config = a.config or ROOT / ("configs/fast_cnn_cpu.yaml" if a.device == "cpu" else "configs/fast_cnn.yaml")
+    a.config = a.config or [ROOT / "configs/fast_cnn.yaml", *([ROOT / "configs/cpu.yaml"] if a.device == "cpu" else [])]
     workdir = a.out / "airbench"
     n_train = write_airbench_data(a.data_dir, workdir / "cifar10")
     max_steps = math.ceil(a.epochs * (n_train // a.batch_size))

@@ -2,8 +2,9 @@
 
 * ``validate``/``test``/``predict --ckpt_path X``: X's model and data config go in *first*, so any later
   flag or config file overrides them; evaluation from a checkpoint alone needs nothing else.
-* ``--run_name`` defaults to the last config file's stem (else the model's name) and goes in first too:
-  a config file that sets ``run_name`` (a saved ``config.yaml``, a ``--print_config`` output) keeps its own.
+* ``--run_name`` defaults to the config files' stems joined by ``_`` (else the model's name) and goes in
+  first too: a config file that sets ``run_name`` (a saved ``config.yaml``, a ``--print_config`` output)
+  keeps its own.
 * ``--trainer.logger CSVLogger``/``TensorBoardLogger`` get the placeholder ``save_dir`` their signature
   requires; it means the run directory.
 """
@@ -43,9 +44,12 @@ def run_name_of_checkpoint(path: str) -> str:
 
 
 def default_run_name(args: list[str]) -> str:
-    configs = [c for c in flag_values(args, CONFIG_FLAGS) if Path(c).is_file()]
-    if configs:
-        return Path(configs[-1]).stem
+    """The config files' stems joined by ``_``: a recipe and its overlays name the run together (``fast_cnn.yaml``
+    + ``cpu.yaml``: ``fast_cnn_cpu``). The last stem alone (``cpu``) would put every recipe's CPU runs under one
+    name, where ``--ckpt_path last`` would resume another recipe's run."""
+    stems = dict.fromkeys(Path(c).stem for c in flag_values(args, CONFIG_FLAGS) if Path(c).is_file())
+    if stems:
+        return "_".join(stems)
     models = flag_values(args, ("--model",))
     return models[-1].rsplit(".", 1)[-1].lower() if models else "run"
 

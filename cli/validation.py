@@ -93,8 +93,9 @@ def accelerator_error(trainer: Namespace, config_files: list[str]) -> str | None
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         return (
             f"{where} --trainer.accelerator {accelerator}, but no CUDA GPU is available here. "
-            "Run it on the CPU with --trainer.accelerator cpu (GPU-only settings such as "
-            "--trainer.precision bf16-mixed and --model.compile true still work there, only slower)."
+            "Run it on the CPU by adding --config configs/cpu.yaml after it (float32, no compile), or with "
+            "--trainer.accelerator cpu alone (GPU-only settings such as --trainer.precision bf16-mixed and "
+            "--model.compile true still work there, only slower)."
         )
     if accelerator == "mps" and not torch.backends.mps.is_available():
         return f"{where} --trainer.accelerator mps, but MPS is not available here: use --trainer.accelerator cpu."

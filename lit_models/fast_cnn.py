@@ -1,4 +1,4 @@
-"""The airbench94-style fast CNN (``configs/fast_cnn.yaml`` for a GPU, ``configs/fast_cnn_cpu.yaml``).
+"""The airbench94-style fast CNN (``configs/fast_cnn.yaml``; on the CPU add ``--config configs/cpu.yaml``).
 
 The LightningModule adds two things to the plain :class:`~lit_models.components.fast_cnn.FastCNN`:
 

@@ -153,6 +153,7 @@ def test_gpu_config_without_a_gpu_is_one_line_naming_the_cpu_flag(batches_dir: P
     assert res.returncode == 2 and "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "--trainer.accelerator cpu" in last and "configs/vgg.yaml" in last
+    assert "--config configs/cpu.yaml" in last, "the CPU overlay"
     assert not list((tmp_path / "runs").glob("*/version_*"))
 
 

@@ -16,25 +16,25 @@ from lit_models.components.vgg import MiniVGG
 from lit_models.components.wn_mlp import WeightNormMLP
 from tests.cli_helpers import ROOT, only_run_dir, refusal, run_cli
 
+CPU = "configs/cpu.yaml"  # the GPU recipes run here through the CPU overlay, as on any machine without a GPU
 TINY = {
-    # config file, overrides that make the model small enough for CPU tests
-    "mlp": ("configs/mlp.yaml", ["--model.hidden_sizes", "[16]"]),
-    "wn_mlp": ("configs/wn_mlp.yaml", ["--model.hidden_sizes", "[32,16,16]"]),
-    "vgg_course": ("configs/vgg_course.yaml", ["--model.layout", "[8,M,16,M,M,M,M]"]),
+    # config files, overrides that make the model small enough for CPU tests
+    "mlp": (["configs/mlp.yaml"], ["--model.hidden_sizes", "[16]"]),
+    "wn_mlp": (["configs/wn_mlp.yaml"], ["--model.hidden_sizes", "[32,16,16]"]),
+    "vgg_course": (["configs/vgg_course.yaml"], ["--model.layout", "[8,M,16,M,M,M,M]"]),
     # check_val_every_n_epoch null: validation every val_check_interval global steps, so the fit test's last
     # validation is at its last step (as in vgg_course) and sees the weights last.ckpt holds
-    "vgg": ("configs/vgg.yaml", ["--model.layout", "[8,M,16,M,M,M,M]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false", "--trainer.check_val_every_n_epoch", "null"]),
-    "numpy_mlp": ("configs/numpy_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
-    "autograd_mlp": ("configs/autograd_mlp.yaml", ["--model.hidden_sizes", "[16]"]),
-    "fast_cnn": ("configs/fast_cnn.yaml", ["--model.widths", "[8,16,16]", "--trainer.accelerator", "cpu", "--trainer.precision", "32", "--model.compile", "false", "--trainer.check_val_every_n_epoch", "null"]),
-    "fast_cnn_cpu": ("configs/fast_cnn_cpu.yaml", ["--model.widths", "[8,16,16]", "--trainer.check_val_every_n_epoch", "null"]),
+    "vgg": (["configs/vgg.yaml", CPU], ["--model.layout", "[8,M,16,M,M,M,M]", "--trainer.check_val_every_n_epoch", "null"]),
+    "numpy_mlp": (["configs/numpy_mlp.yaml"], ["--model.hidden_sizes", "[16]"]),
+    "autograd_mlp": (["configs/autograd_mlp.yaml"], ["--model.hidden_sizes", "[16]"]),
+    "fast_cnn": (["configs/fast_cnn.yaml", CPU], ["--model.widths", "[8,16,16]", "--trainer.check_val_every_n_epoch", "null"]),
 }
 
 
 def _args(name: str, data_dir: Path, runs: Path, *extra: str) -> list[str]:
-    config, overrides = TINY[name]
+    configs, overrides = TINY[name]
     return [
-        "fit", "--config", str(ROOT / config), *overrides,
+        "fit", *[arg for config in configs for arg in ("--config", str(ROOT / config))], *overrides,
         "--data.data_dir", str(data_dir), "--data.download", "false", "--data.val_size", "30", "--data.batch_size", "20",
         "--runs_dir", str(runs), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", *extra,

@@ -28,7 +28,7 @@ TINY_FAST = ["--model.widths", "[8,16,16]"]
 
 def _fit_args(data_dir: Path, runs: Path, *extra: str) -> list[str]:
     return [
-        "fit", "--config", str(ROOT / "configs/fast_cnn_cpu.yaml"), *TINY_FAST,
+        "fit", "--config", str(ROOT / "configs/fast_cnn.yaml"), "--config", str(ROOT / "configs/cpu.yaml"), *TINY_FAST,
         "--data.data_dir", str(data_dir), "--data.download", "false", "--data.val_size", "30", "--data.batch_size", "20",
         "--runs_dir", str(runs), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", *extra,
