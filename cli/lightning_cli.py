@@ -77,7 +77,7 @@ class CIFARCLI(LightningCLI):
     # ------------------------------------------------------------------ parsing
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         argv = prepare_argv(list(sys.argv[1:] if args is None else args), self.session)
-        self.config = parser.parse_args(argv)
+        self.config = _plain_values(parser.parse_args(argv))
         subcommand = self.config.get("subcommand")
         if subcommand:
             # The checkpoint is handled by this class (read safely, its config put *under* the user's flags).
@@ -205,6 +205,27 @@ class CIFARCLI(LightningCLI):
                 self.model.build_scheduler(optimizer, total_steps=1000)
             except (ValueError, TypeError, ZeroDivisionError) as exc:
                 raise ConfigError(_named(_first_line(exc), "--model.scheduler")) from exc
+
+
+def _plain_values(value: Any) -> Any:
+    """jsonargparse keeps a value checked against a restricted type (``PositiveInt``) as an ``int`` subclass;
+    one carried into another class's argument (``--model MLPClassifier --model.hidden_sizes [16] --model
+    NumpyMLPClassifier``) then made every YAML dump of the config fail. Plain ints and floats dump anywhere."""
+    if isinstance(value, Namespace):
+        for key, item in vars(value).items():
+            setattr(value, key, _plain_values(item))
+        return value
+    if isinstance(value, list):
+        return [_plain_values(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain_values(v) for k, v in value.items()}
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and type(value) is not int:
+        return int(value)
+    if isinstance(value, float) and type(value) is not float:
+        return float(value)
+    return value
 
 
 def _root_cause(exc: BaseException) -> BaseException:
