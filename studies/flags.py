@@ -15,6 +15,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from studies.study_yaml import load_yaml  # the study file's YAML rules (1e-3 is a number)
+
 # Set per run by the study itself: a study file or a command line that sets them is refused.
 STUDY_OWNED = ("runs_dir", "run_name", "ckpt_path", "trainer.default_root_dir", "config")
 
@@ -77,8 +79,6 @@ def _canonical_value(value: Any) -> Any:
 def canonical_argv(argv: Sequence[str]) -> dict[str, Any]:
     """``--a 1 --b=x`` as ``{a: 1, b: 'x'}``, values read as YAML (what jsonargparse gets), the last of a
     repeated flag winning, as on the command line: the same flags in another order or spelling compare equal."""
-    from studies.spec import load_yaml  # the study file's YAML rules (1e-3 is a number)
-
     parsed: dict[str, Any] = {}
     key: str | None = None
     for arg in argv:

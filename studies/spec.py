@@ -36,6 +36,7 @@ import yaml
 
 from studies.flags import STUDY_OWNED, canonical_argv, canonical_flags, same_flag
 from studies.naming import SAFE_NAME, cell_name, short_keys
+from studies.study_yaml import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"val/acc": "max", "train/loss": "min"}  # what each metric is read from: studies.results
@@ -48,21 +49,6 @@ RANGE_KEYS = ("low", "high", "log", "int", "choices")
 
 class StudySpecError(ValueError):
     """A study file that cannot run; the message names the file and the key."""
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.2 floats: ``1e-6`` is a number (PyYAML's YAML 1.1 rules read it as a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*\.?\d*(?:[eE][-+]?\d+)|\d[\d_]*\.\d*|\.\d+(?:[eE][-+]?\d+)?|\.inf|\.Inf|\.INF|\.nan|\.NaN|\.NAN)$"),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
