@@ -45,7 +45,7 @@ class RunReport(Callback):
             parts += [f"{_count(len(dm.train_idx))} train", f"{_count(len(dm.val_idx))} validation"]
         if getattr(dm, "test_x", None) is not None:
             parts.append(f"{_count(len(dm.test_x))} test")
-        return " / ".join(parts) + " images"
+        return " / ".join(parts) + f" {getattr(dm, 'item_name', 'images')}"
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:

@@ -29,6 +29,12 @@ class PerClassAccuracy(Callback):
         self.confusion: MulticlassConfusionMatrix | None = None
         self.results: dict[str, dict[str, Any]] = {}
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # The default names (CIFAR-10's) give way to the data's own classes (the synthetic data's "0"/"1").
+        data_classes = getattr(trainer.datamodule, "classes", None)
+        if data_classes is not None and self.classes == list(CLASSES):
+            self.classes = list(data_classes)
+
     def _reset(self, pl_module: LightningModule) -> None:
         self.confusion = MulticlassConfusionMatrix(len(self.classes)).to(pl_module.device)
 

@@ -11,7 +11,8 @@ from torch import Tensor
 
 
 def normalize(x_uint8: Tensor, mean: Tensor, std: Tensor | None, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``(x - mean) / std`` on a uint8 NCHW batch.
+    """``(x - mean) / std`` on a uint8 NCHW batch (or a float batch of feature rows: a fresh copy, as the loader's
+    ``index_select`` makes, since a float32 batch is then changed in place).
 
     ``mean`` broadcasts against one image: ``(3, 1, 1)`` for per-channel statistics or ``(3, 32, 32)``
     for the course's mean-image preprocessing. ``std`` None keeps raw 0..255 units (the course recipe).

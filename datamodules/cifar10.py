@@ -1,8 +1,8 @@
-"""The one CIFAR-10 DataModule every model shares.
+"""The one DataModule every model shares: CIFAR-10, or vugrad's synthetic points (``source: synthetic``).
 
-Data is decoded once into uint8 tensors (see ``datamodules.sources``), split deterministically, moved
-as a whole to the device the model trains on, and served by :class:`InMemoryLoader`, which normalises
-and augments whole batches there.
+Data is decoded once into uint8 tensors (see ``datamodules.sources``; the synthetic points are drawn as
+float32 features, see ``datamodules.synthetic``), split deterministically, moved as a whole to the device
+the model trains on, and served by :class:`InMemoryLoader`, which normalises and augments whole batches there.
 
 Validation, test and predict visit their images in a fixed, seeded, class-mixed order: any prefix
 (``--trainer.limit_val_batches 2``) is an unbiased sample, not the first classes of a class-ordered folder.
@@ -22,12 +22,20 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
+from datamodules import synthetic
 from datamodules.augment import normalize
 from datamodules.in_memory_loader import InMemoryLoader
+from datamodules.model_fit import check_model_fits
 from datamodules.predict_folder import read_predict_folder
 from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, RawCIFAR10, load_cifar10
+from datamodules.splits import ordered_split, random_split
 
-Preprocessing = Literal["standardize", "mean_image"]
+Preprocessing = Literal["standardize", "mean_image", "minus_one_one", "fixed_channel_stats"]
+Source = Literal["cifar10", "synthetic"]
+Split = Literal["random", "ordered"]
+# CIFAR-10's per-channel mean and std on 0..1 pixels as the UvA 2022 / BGU 2023 assignment gives them (3 digits).
+CIFAR10_MEAN = (0.491, 0.482, 0.447)
+CIFAR10_STD = (0.247, 0.243, 0.262)
 
 
 class CIFAR10DataModule(L.LightningDataModule):
@@ -37,12 +45,32 @@ class CIFAR10DataModule(L.LightningDataModule):
         data_dir: folder with ``cifar-10-batches-py/``, ``cifar-10-python.tar.gz`` or ``train/<class>/*``
             (+ ``test/<class>/*``); ``test/`` alone serves ``test``/``predict`` from a checkpoint.
         download: fetch the official archive (MD5-verified) when ``data_dir`` holds nothing usable.
-        val_size: images held out of the training set for validation (seeded by ``split_seed``).
-        split_seed: seed of the train/validation split; fixed so checkpoints stay comparable.
+        val_size: images held out of the training set for validation.
+        split: ``random`` = ``val_size`` images drawn with ``split_seed``; ``ordered`` = the last ``val_size`` in
+            file order validate, the ones before them train (Sapienza 2020: the first 49,000 train, the next
+            1,000 validate). File order: the official batches row by row; the synthetic points as drawn; an
+            image folder, read class by class, has none across classes, so there the classes are interleaved
+            by position within each class (every class's first file, then every class's second, ...): the
+            validation split is the last ``val_size / 10`` files of each class, not ``val_size`` trucks.
+        split_seed: seed of the random split (and of the order validation is visited in); fixed so
+            checkpoints stay comparable.
         batch_size: training batch size (per process under DDP).
         eval_batch_size: batch size for validation, test and predict.
         preprocessing: ``standardize`` = per-channel mean/std of the training split on 0..1 pixels;
-            ``mean_image`` = the course's: subtract the mean training image, keep 0..255 units.
+            ``mean_image`` = the course's: subtract the mean training image, keep 0..255 units;
+            ``minus_one_one`` = torchvision's ``ToTensor()`` + ``Normalize(0.5, 0.5)``: x / 255 * 2 - 1 in [-1, 1]
+            (Sapienza 2020's PyTorch MLPs, the PyTorch CIFAR-10 tutorial);
+            ``fixed_channel_stats`` = ``ToTensor()`` + ``Normalize(channel_mean, channel_std)``, by default
+            CIFAR-10's published (0.491, 0.482, 0.447) / (0.247, 0.243, 0.262) (UvA 2022, BGU 2023).
+            The synthetic points take none (they are N(0, I) already): ``standardize`` leaves them as drawn.
+        channel_mean: ``fixed_channel_stats`` only: the per-channel mean on 0..1 pixels (default CIFAR-10's).
+        channel_std: ``fixed_channel_stats`` only: the per-channel std on 0..1 pixels (default CIFAR-10's).
+        source: ``cifar10`` (from ``data_dir``), or ``synthetic``: vugrad's 2-D points (``datamodules.synthetic``),
+            classes ``"0"``/``"1"``, for models with ``--model.input_size 2 --model.num_classes 2``.
+        synthetic_size: the synthetic training pool, split by ``val_size``/``split`` (70,000 with val_size
+            10,000 and ``split: ordered`` is vugrad's 60,000 + 10,000).
+        synthetic_test_size: synthetic points of the test split (``test``, ``predict``).
+        synthetic_seed: the synthetic draw's seed (vugrad's draw is unseeded).
         augment: random crop (``crop_padding``) and horizontal flip (``flip``) on training batches.
         flip: ``true`` mirrors a random half of each batch; ``alternate`` mirrors each image in every
             other epoch (a seeded half in even epochs, the rest in odd ones); ``false`` never.
@@ -79,10 +107,21 @@ class CIFAR10DataModule(L.LightningDataModule):
         crop_padding_mode: Literal["zeros", "reflect"] = "zeros",
         predict_resize: bool = False,
         cache_dir: bool | str | None = True,
+        split: Split = "random",
+        channel_mean: list[float] | None = None,
+        channel_std: list[float] | None = None,
+        source: Source = "cifar10",
+        synthetic_size: PositiveInt = 70_000,
+        synthetic_test_size: PositiveInt = 10_000,
+        synthetic_seed: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.classes = CLASSES
+        self._check_settings()
+        points = source == "synthetic"
+        self.classes = synthetic.CLASSES if points else CLASSES
+        self.input_shape: tuple[int, ...] = (synthetic.FEATURES,) if points else (3, 32, 32)
+        self.item_name = "points" if points else "images"
         self.images: Tensor | None = None
         self.mean: Tensor | None = None
         self.std: Tensor | None = None
@@ -97,6 +136,27 @@ class CIFAR10DataModule(L.LightningDataModule):
         self._train_loader: InMemoryLoader | None = None
         self._pending_loader_state: dict[str, int] | None = None
 
+    def _check_settings(self) -> None:
+        """Settings that cannot work together, refused in one line before any data is read."""
+        hp = self.hparams
+        for name in ("channel_mean", "channel_std"):
+            value = hp[name]
+            if value is None:
+                continue
+            if hp.preprocessing != "fixed_channel_stats":
+                raise ValueError(f"--data.{name} applies to --data.preprocessing fixed_channel_stats only (it is {hp.preprocessing})")
+            if len(value) != 3 or (name == "channel_std" and min(value) <= 0):
+                raise ValueError(f"--data.{name} must be three {'positive ' if name == 'channel_std' else ''}numbers (R, G, B on 0..1 pixels), got {list(value)}")
+        if hp.source != "synthetic":
+            return
+        why = "the synthetic data set has 2-D points, not images"
+        if hp.augment:
+            raise ValueError(f"--data.augment true crops and flips images; {why} (--data.source synthetic)")
+        if hp.preprocessing != "standardize":
+            raise ValueError(f"--data.preprocessing {hp.preprocessing} is an image preprocessing; {why}: --data.source synthetic serves them as drawn (N(0, I) already)")
+        if hp.predict_dir is not None:
+            raise ValueError(f"--data.predict_dir classifies image files; {why} (--data.source synthetic predicts its test split)")
+
     # ------------------------------------------------------------------ data
     def _predicting_a_folder(self) -> bool:
         return self.hparams.predict_dir is not None and self.trainer is not None and self.trainer.state.fn == TrainerFn.PREDICTING
@@ -107,6 +167,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             print(message, flush=True)
 
     def _load(self, prepare_only: bool = False) -> RawCIFAR10 | None:
+        if self.hparams.source == "synthetic":  # drawn in milliseconds: nothing to download or cache
+            return None if prepare_only else synthetic.synthetic_raw(self.hparams.synthetic_size, self.hparams.synthetic_test_size, self.hparams.synthetic_seed)
         cache = self.hparams.cache_dir
         return load_cifar10(
             self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5, prepare_only=prepare_only,
@@ -115,10 +177,12 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         # Runs on one process per node: downloads, extracts and builds the cache before ranks read it.
-        if not self._predicting_a_folder():
+        if not self._predicting_a_folder() and self.hparams.source != "synthetic":
             self._load(prepare_only=True)
 
     def setup(self, stage: str | None = None) -> None:
+        if self.trainer is not None:  # before any data is read: a model with the wrong inputs or outputs is one line
+            check_model_fits(self.trainer.lightning_module, self.classes, self.input_shape, self._data_name())
         if stage == "predict" and self.hparams.predict_dir is not None:
             self._setup_predict_folder()
             return  # the normalisation statistics come with the checkpoint (load_state_dict)
@@ -139,15 +203,20 @@ class CIFAR10DataModule(L.LightningDataModule):
             self._loaded = True
             return
         if self.hparams.val_size >= n:
-            raise DataError(f"--data.val_size={self.hparams.val_size} leaves no training images: '{raw.source}' has only {n}.")
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        # Train and validation are index sets into one tensor (no copies: the data set is held once). Validation
-        # keeps the seeded random order: class-mixed, so any prefix of it is an unbiased sample.
-        self.val_idx, self.train_idx = perm[: self.hparams.val_size], perm[self.hparams.val_size :].sort().values
+            raise DataError(f"--data.val_size={self.hparams.val_size} leaves no training {self.item_name}: '{raw.source}' has only {n}.")
         self.images, self.labels = torch.from_numpy(raw.train_x), torch.from_numpy(raw.train_y)
+        # Train and validation are index sets into one tensor (no copies: the data set is held once). Validation
+        # is visited in a seeded random order: class-mixed, so any prefix of it is an unbiased sample.
+        if self.hparams.split == "ordered":
+            self.val_idx, self.train_idx = ordered_split(self.labels, self.hparams.val_size, self.hparams.split_seed, raw.class_folders)
+        else:
+            self.val_idx, self.train_idx = random_split(n, self.hparams.val_size, self.hparams.split_seed)
         if self.mean is None:  # a restored checkpoint's statistics take precedence
-            self.mean, self.std = self._statistics(self.images, self.train_idx)
+            self.mean, self.std = self._fixed_statistics() or self._statistics(self.images, self.train_idx)
         self._loaded = True
+
+    def _data_name(self) -> str:
+        return "--data.source synthetic" if self.hparams.source == "synthetic" else "CIFAR-10"
 
     def _require_train(self, need: str) -> None:
         """One line saying why ``need`` cannot run on a folder without train/ (only test/)."""
@@ -221,6 +290,19 @@ class CIFAR10DataModule(L.LightningDataModule):
             idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(self.hparams.split_seed))[:max_n]].sort().values
         return normalize(self.images.index_select(0, idx), self.mean, self.std)
 
+    def _fixed_statistics(self) -> tuple[Tensor, Tensor | None] | None:
+        """The modes whose constants need no data (in 0..255 units, as ``normalize`` takes them); None for the others."""
+        mode = self.hparams.preprocessing
+        if self.hparams.source == "synthetic":
+            return torch.zeros(1), None  # the points as drawn: x - 0
+        if mode == "minus_one_one":  # (x / 255 - 0.5) / 0.5 = (x - 127.5) / 127.5
+            return torch.full((3, 1, 1), 127.5), torch.full((3, 1, 1), 127.5)
+        if mode == "fixed_channel_stats":
+            mean = torch.tensor(self.hparams.channel_mean or CIFAR10_MEAN, dtype=torch.float64)
+            std = torch.tensor(self.hparams.channel_std or CIFAR10_STD, dtype=torch.float64)
+            return (mean * 255).float().view(3, 1, 1), (std * 255).float().view(3, 1, 1)
+        return None
+
     def _statistics(self, images: Tensor, train_idx: Tensor) -> tuple[Tensor, Tensor | None]:
         """Normalisation constants from the training split only (never validation or test).
 
@@ -261,7 +343,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
     def _ensure_statistics(self) -> None:
-        """Evaluation without a checkpoint's statistics: the training split's, if there is one."""
+        """Evaluation without a checkpoint's statistics: the fixed constants, or the training split's if there is one."""
+        if self.mean is None and (fixed := self._fixed_statistics()) is not None:
+            self.mean, self.std = fixed
         if self.mean is None:
             if not self._loaded:
                 self._load_splits()

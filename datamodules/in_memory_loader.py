@@ -59,6 +59,9 @@ class EpochSampler:
 class InMemoryLoader:
     """Yields ``(images, labels)`` batches: float, normalised, optionally augmented, on ``images.device``.
 
+    ``images`` are uint8 NCHW images, or float (N, features) rows (the synthetic points), served as
+    ``(x - mean) / std`` too but never augmented.
+
     ``subset`` (indices into ``images``) restricts it to one split without copying the images. With
     ``with_index`` a third element holds each image's index in ``images`` (for prediction files).
     ``flip``: True mirrors a random half of each augmented batch, ``"alternate"`` mirrors each image in
@@ -84,8 +87,9 @@ class InMemoryLoader:
         with_index: bool = False,
         padding_mode: str = "zeros",
     ):
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be a uint8 NCHW tensor, got {images.dtype} {tuple(images.shape)}")
+        features = images.is_floating_point() and images.ndim == 2 and not augment
+        if not features and (images.dtype != torch.uint8 or images.ndim != 4):
+            raise ValueError(f"images must be a uint8 NCHW tensor (or, unaugmented, float (N, features)), got {images.dtype} {tuple(images.shape)}")
         self.images, self.labels = images, labels.to(images.device)
         self.mean = mean.to(images.device)
         self.std = None if std is None else std.to(images.device)

@@ -62,6 +62,8 @@ class RawCIFAR10:
 
     ``test_names`` say which image each test row is: its path relative to the data folder, or
     ``test_batch[i]`` (i = its index in the official test set) for the official release.
+    ``class_folders``: the training rows were read class by class (an image folder), so their order is no
+    file order across classes (``--data.split ordered`` interleaves the classes instead).
     """
 
     train_x: np.ndarray
@@ -70,6 +72,7 @@ class RawCIFAR10:
     test_y: np.ndarray | None
     source: str
     test_names: list[str] | None = None
+    class_folders: bool = False
 
 
 def load_cifar10(
@@ -95,7 +98,7 @@ def load_cifar10(
         if prepare_only:
             return None
         if (cached := read_cache(cache)) is not None:
-            return RawCIFAR10(**cached, source=_source_name(root, kind))
+            return RawCIFAR10(**cached, source=_source_name(root, kind), class_folders=kind == "folder")
     # Opened before decoding: an unwritable place is known at once. prepare_only stays quiet about it, since
     # it then has nothing to prepare and the setup that decodes says it.
     writer = CacheWriter.open(cache, (lambda _: None) if prepare_only else notify) if cache is not None else None
@@ -355,4 +358,4 @@ def _read_image_folder(root: Path) -> RawCIFAR10:
     test_x = test_y = names = None
     if (root / "test").is_dir():
         test_x, test_y, names = _decode_split(root / "test")
-    return RawCIFAR10(train_x, train_y, test_x, test_y, source=str(root), test_names=names)
+    return RawCIFAR10(train_x, train_y, test_x, test_y, source=str(root), test_names=names, class_folders=True)

@@ -10,6 +10,6 @@ from lit_models.numpy_base import NumpyMLPBase
 
 
 class AutogradMLPClassifier(NumpyMLPBase):
-    """``3072 -> hidden_sizes -> 10`` built from engine operations (matmul, expand, activation, cross-entropy)."""
+    """``input_size -> hidden_sizes -> num_classes`` built from engine operations (matmul, expand, activation, cross-entropy)."""
 
     net_class = AutogradMLP

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
@@ -35,6 +36,7 @@ class NumpyMLPBase(ClassifierModule):
         init: weight/bias initialisation (``lit_models.components.mlp_choices``); the course used ``course``.
         init_seed: seed of the initial weights (independent of ``seed_everything``).
         dtype: NumPy float type of weights and computation.
+        input_size: features per input: 3072 (a flattened image), 2 (the synthetic points); recorded in the checkpoint.
         optimizer: any optimizer that updates CPU parameters in place; NumPy SGD by default.
     """
 
@@ -48,6 +50,7 @@ class NumpyMLPBase(ClassifierModule):
         init_seed: int = 0,
         dtype: Literal["float32", "float64"] = "float32",
         optimizer: OptimizerCallable = _numpy_sgd,
+        input_size: PositiveInt = 3072,
         **kwargs: Any,
     ):
         super().__init__(optimizer=optimizer, **kwargs)
@@ -55,6 +58,7 @@ class NumpyMLPBase(ClassifierModule):
             raise ValueError(f"--model.label_smoothing must be 0 for the NumPy models (their cross-entropy has none), got {self.hparams.label_smoothing}")
         self.automatic_optimization = False
         numpy_net = self.net_class(
+            in_features=input_size,
             hidden_sizes=check_hidden_sizes(hidden_sizes), num_classes=self.num_classes, activation=activation, init=init, seed=init_seed, dtype=np.dtype(dtype).type
         )
         self.net = NumpyNetModule(numpy_net)
