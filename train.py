@@ -24,14 +24,15 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 import lit_models  # noqa: F401  - registers every model for `--model NAME`
 from callbacks.divergence import DivergenceError
-from callbacks.interrupts import RunInterrupted
+from callbacks.interrupts import STOP, RunInterrupted, StartupInterrupted
 from cli.checkpoints import CheckpointFileError
 from cli.cpu_allocator import tune_cpu_allocator
 from cli.lightning_cli import CIFARCLI, ConfigError
 from cli.loggers import LoggerConfigError
 from cli.parser import USAGE_ERROR_EXIT_CODE
 from cli.run_dirs import RunDirBusy
-from cli.session import RunSession
+from cli.session import RunSession, process_rank
+from cli.workers import follow_parent, parent_gone
 from datamodules import CIFAR10DataModule, DataError
 from lit_models import ClassifierModule
 from lit_models.base import CheckpointMismatchError
@@ -57,17 +58,35 @@ def quiet_false_alarms() -> None:
 
 
 def main(argv: list[str] | None = None) -> CIFARCLI:
-    """Run the CLI in this process; exceptions propagate (``python train.py`` turns them into exit codes)."""
+    """Run the CLI in this process; exceptions propagate (``python train.py`` turns them into exit codes).
+
+    SIGINT/SIGTERM follow ``callbacks.interrupts`` from the first line to the last: a signal during start-up
+    stops the run at once, with nothing left behind; one during training is saved and resumable; one while
+    the run closes never costs a file.
+    """
     quiet_false_alarms()
     tune_cpu_allocator()
+    worker = process_rank() != 0
+    if worker:
+        follow_parent()
+    STOP.install(worker=worker)
     session = RunSession()
     try:
-        with warnings.catch_warnings():  # filters set for one run (e.g. evaluation's) end with it, in-process callers included
-            cli = CIFARCLI(ClassifierModule, CIFAR10DataModule, subclass_mode_model=True, auto_configure_optimizers=False, args=argv, session=session)
-    except BaseException as exc:
-        session.close(exc)
-        raise
-    session.close(None)
+        try:
+            with warnings.catch_warnings():  # filters set for one run (e.g. evaluation's) end with it, in-process callers included
+                cli = CIFARCLI(ClassifierModule, CIFAR10DataModule, subclass_mode_model=True, auto_configure_optimizers=False, args=argv, session=session)
+        except BaseException as exc:
+            if worker and not isinstance(exc, RunInterrupted) and parent_gone():
+                os._exit(0)  # rank 0 stopped or failed, and says so; this rank's error is only the echo of it
+            if STOP.startup_signum is not None and not isinstance(exc, StartupInterrupted):
+                exc = StartupInterrupted(STOP.startup_signum)  # what surfaced first may be a collective another rank left
+            session.close(exc)
+            raise exc
+        session.close(None)
+        if STOP.closing_signum is not None:  # training ended, then a signal came while the run closed
+            raise RunInterrupted(STOP.closing_signum, cli.trainer.global_step, message="stopped during shutdown")
+    finally:
+        STOP.uninstall()
     return cli
 
 
@@ -75,7 +94,7 @@ if __name__ == "__main__":
     try:
         main()
     except RunInterrupted as exc:
-        sys.exit(exc.exit_code)
+        sys.exit(exc.exit_code if process_rank() == 0 else 0)  # Lightning SIGKILLs rank 0 when a worker exits non-zero
     except DivergenceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(DIVERGED_EXIT_CODE)

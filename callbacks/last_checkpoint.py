@@ -5,7 +5,8 @@ checkpoint, so after a validation that did not improve ``val/acc`` the file is s
 run silently repeats work. This callback saves after every validation during fit, every
 ``every_n_train_steps`` steps (mid-epoch, for long epochs), at the end of training, and when the run is
 interrupted (see ``callbacks.interrupts``). It writes to a temporary file and renames it, so a run killed
-while saving never leaves a truncated ``last.ckpt``.
+while saving never leaves a truncated ``last.ckpt``. Each save also brings ``status.json``'s step and wall
+time up to date (``callbacks.status_file``), so a running or killed run's record says how far it got.
 
 It subclasses Lightning's ``Checkpoint`` so that Lightning runs it *after* every other callback's hook:
 the saved state then includes what the other callbacks recorded at the same step (the learning curves'
@@ -27,7 +28,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
-from callbacks.interrupts import InterruptRequest, RunInterrupted
+from callbacks.interrupts import STOP, RunInterrupted, StopSignals
+from callbacks.status_file import record_progress
 
 DDP_INTERRUPT_CHECK_EVERY = 10  # steps; agreeing on a signal across ranks costs a collective
 
@@ -38,7 +40,10 @@ class LastCheckpoint(Checkpoint):
         self._saved_step = -1
         self._validated_step = -1
         self._stop_pending = False
-        self.interrupts = InterruptRequest()
+
+    @property
+    def interrupts(self) -> StopSignals:
+        return STOP  # the process's one handler, also when this callback was copied
 
     @property
     def path(self) -> Path:
@@ -57,13 +62,14 @@ class LastCheckpoint(Checkpoint):
         trainer.save_checkpoint(tmp, weights_only=False)  # collective: every rank calls it, rank 0 writes
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
+            record_progress(Path(trainer.default_root_dir), trainer.global_step)
         trainer.strategy.barrier("last_checkpoint")
         self._saved_step = trainer.global_step
         self._validated_step = -1
 
     # ------------------------------------------------------------------ when to save
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.interrupts.install()
+        self.interrupts.training(trainer)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         due = bool(self.every_n_train_steps) and trainer.global_step % self.every_n_train_steps == 0
@@ -89,10 +95,10 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.save(trainer)
-        self.interrupts.uninstall()
+        self.interrupts.closing()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self.interrupts.uninstall()
+        self.interrupts.closing()
 
     def _interrupt_requested(self, trainer: Trainer) -> bool:
         local = self.interrupts.signum is not None
@@ -104,6 +110,7 @@ class LastCheckpoint(Checkpoint):
 
     def _stop(self, trainer: Trainer) -> None:
         self._stop_pending = False
+        self.interrupts.closing()
         raise RunInterrupted(self.interrupts.signum or 2, trainer.global_step, str(self.path))
 
     # ------------------------------------------------------------------ state: RNGs

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from callbacks.console import RunReport
 from callbacks.divergence import DivergenceGuard
+from callbacks.final_validation import ValidateAtEnd
 from callbacks.last_checkpoint import LastCheckpoint
 from callbacks.learning_curves import LearningCurves
 from callbacks.lr_schedule import LRScheduleMonitor
@@ -177,6 +178,8 @@ class CIFARCLI(LightningCLI):
         self._check_optimizer()
         plan = self.session.plan
         self.trainer.callbacks.append(RunReport(plan.run_dir, plan.note))
+        if self.subcommand == "fit":
+            self.trainer.callbacks.append(ValidateAtEnd())  # best.ckpt, last.ckpt and the footer include the last step
         if self.subcommand == "predict":
             self.trainer.callbacks.append(PredictionCSVWriter(plan.run_dir / "predictions.csv", self.datamodule))
         config = yaml.safe_load(self.session.saved_config)

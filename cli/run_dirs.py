@@ -10,7 +10,6 @@ it, so no file of an earlier run changes. A run that fails or is refused before 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -20,12 +19,12 @@ from pathlib import Path
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
+from callbacks.status_file import earlier_segments_wall_s, read_status, write_status_record
 from core.lightning_internals import hpc_checkpoints
 
 RUN_DIR_ENV = "CIFAR_RUN_DIR"  # DDP worker processes re-run train.py: they join rank 0's directory ...
 RESUME_CKPT_ENV = "CIFAR_RESUME_CKPT"  # ... and resume from the same checkpoint
 CONFIG_FILE = "config.yaml"
-STATUS_FILE = "status.json"
 SLURM_JOB_FILE = "slurm_job_id"
 # Files that make a run directory worth keeping even if the run later failed.
 OUTPUT_GLOBS = ("checkpoints/*.ckpt", "hpc_ckpt_*.ckpt", "train_loss.csv", "val_acc.csv", "predictions.csv", "per_class_accuracy.json", "metrics.csv")
@@ -195,27 +194,10 @@ def discard_if_empty(plan: RunPlan) -> bool:
     return True
 
 
-def _read_status(run_dir: Path) -> dict:
-    path = run_dir / STATUS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _write_status_record(run_dir: Path, record: dict) -> None:
-    path = run_dir / STATUS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def read_status(run_dir: Path) -> dict:
-    """The run's ``status.json`` record ({} when there is none yet)."""
-    return _read_status(run_dir)
-
-
 def restore_status(run_dir: Path, record: dict, refusal: str) -> None:
     """A resume refused before it trained a step changed nothing in the run: put back the record it had
     (status, step, wall time, segments) and note why the resume was refused."""
-    _write_status_record(run_dir, {**{k: v for k, v in record.items() if k != "refused_resume"}, "refused_resume": refusal})
+    write_status_record(run_dir, {**{k: v for k, v in record.items() if k != "refused_resume"}, "refused_resume": refusal})
 
 
 def start_segment(run_dir: Path, global_step: int) -> None:
@@ -224,24 +206,24 @@ def start_segment(run_dir: Path, global_step: int) -> None:
     A segment killed outright (SIGKILL, a node failure) never reaches :func:`write_status`; the next segment
     finds its ``running`` record and credits it with the time up to its newest ``last.ckpt`` (the work the
     resume builds on), so ``wall_s`` and ``segments`` stay true after any kind of interruption."""
-    previous = _read_status(run_dir)
-    wall = float(previous.get("wall_s", 0.0))
+    previous = read_status(run_dir)
+    wall = earlier_segments_wall_s(previous)
     if previous.get("status") == "running" and "segment_started" in previous:
         last = run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
             wall += max(0.0, last.stat().st_mtime - float(previous["segment_started"]))
     record = {"status": "running", "global_step": int(global_step), "wall_s": round(wall, 1),
               "segments": int(previous.get("segments", 0)) + 1, "segment_started": time.time()}
-    _write_status_record(run_dir, record)
+    write_status_record(run_dir, record)
 
 
 def write_status(run_dir: Path, status: str, global_step: int, seconds: float, error: str | None = None) -> None:
     """``status.json``: how the run ended (completed, interrupted, diverged, failed), its step, and its wall time
     summed over every resumed segment. Scripts that run many runs (studies) read it."""
-    previous = _read_status(run_dir)
+    previous = read_status(run_dir)
     counted = previous.get("status") == "running"  # start_segment already counted this segment
-    record = {"status": status, "global_step": int(global_step), "wall_s": round(float(previous.get("wall_s", 0.0)) + seconds, 1),
+    record = {"status": status, "global_step": int(global_step), "wall_s": round(earlier_segments_wall_s(previous) + seconds, 1),
               "segments": int(previous.get("segments", 0)) + (0 if counted else 1)}
     if error:
         record["error"] = error
-    _write_status_record(run_dir, record)
+    write_status_record(run_dir, record)

@@ -18,7 +18,8 @@ from typing import Any
 from lightning.pytorch.trainer.states import TrainerStatus
 
 from callbacks.divergence import DivergenceError
-from callbacks.interrupts import RunInterrupted
+from callbacks.interrupts import STOP, RunInterrupted, StartupInterrupted, signal_name
+from callbacks.status_file import STATUS_FILE, write_status_record
 from cli.loggers import restore_csv_history, set_aside_csv_history
 from cli.run_dirs import (
     CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, read_status, restore_status, share_with_workers, start_segment, unlock_run_dir,
@@ -83,6 +84,9 @@ class RunSession:
 
     def close(self, exc: BaseException | None) -> None:
         plan = self.plan
+        if isinstance(exc, StartupInterrupted):
+            self._stopped_during_startup(exc)
+            return
         if plan is None or process_rank() != 0 or (self.subcommand == "fit" and not self.owns_run_dir):
             return
         unlock_run_dir(plan.run_dir)
@@ -109,6 +113,49 @@ class RunSession:
                 print(f"Interrupted at step {step}. Resume with:\n  python train.py fit --config {plan.run_dir / CONFIG_FILE} --ckpt_path {last}", file=sys.stderr, flush=True)
             else:
                 print("Interrupted before the first checkpoint: nothing to resume; run the same command again.", file=sys.stderr)
+        if (note := self._shutdown_note(status)) is not None:
+            print(note, file=sys.stderr, flush=True)
+
+    def _stopped_during_startup(self, exc: StartupInterrupted) -> None:
+        """A signal before training started (or before an evaluation finished): nothing was produced, so nothing of
+        this command stays behind."""
+        plan = self.plan
+        if process_rank() != 0:
+            return
+        when = "during start-up, before the run" if self.subcommand in ("fit", "") else f"before the {self.subcommand} run"
+        message = f"Stopped by {signal_name(exc.signum)} {when} produced anything"
+        if plan is None or (self.subcommand == "fit" and not self.owns_run_dir):
+            print(f"{message}.", file=sys.stderr, flush=True)
+            return
+        unlock_run_dir(plan.run_dir)
+        self._finish_loggers("interrupted")
+        restore_csv_history(plan.run_dir)
+        if discard_if_empty(plan):
+            message += f"; its directory {plan.run_dir} was removed"
+        elif self.status_before is not None:  # a resume in place: its status.json goes back to what it was
+            if self.status_before:
+                write_status_record(plan.run_dir, self.status_before)
+            else:
+                (plan.run_dir / STATUS_FILE).unlink(missing_ok=True)
+            message += f"; {plan.run_dir} is as it was"
+        print(f"{message}.", file=sys.stderr, flush=True)
+
+    def _shutdown_note(self, status: str) -> str | None:
+        """One line for a signal that came while the run closed: which figures it cut short, and how to get them."""
+        if STOP.closing_signum is None:
+            return None
+        name = signal_name(STOP.closing_signum)
+        if not STOP.skipped:
+            return f"{name} during shutdown: ignored, the run's files were all written."
+        figures, them = ", ".join(STOP.skipped), "them" if len(STOP.skipped) > 1 else "it"
+        last = self.plan.run_dir / "checkpoints" / "last.ckpt"
+        if self.subcommand != "fit" or not last.is_file():
+            how = "the data is in the run's CSV files"
+        elif status == "interrupted":
+            how = f"the resume command above redraws {them}"
+        else:
+            how = f"`python train.py fit --config {self.plan.run_dir / CONFIG_FILE} --ckpt_path {last}` redraws {them} without training further"
+        return f"Stopped during shutdown by {name}: {figures} not drawn; {how}."
 
     def _status(self, exc: BaseException | None) -> str:
         if exc is None:

@@ -122,8 +122,11 @@ def smooth(values: list[float], window: int) -> list[float]:
 
 def learning_curves(summaries: list[CellSummary], spec: StudySpec, out: Path) -> Path:
     """Per cell: training loss (running mean) and validation accuracy, mean over completed seeds with a
-    min-max band; a cell with no completed run shows its diverged/failed runs dashed."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 4.8))
+    min-max band; a cell with no completed run shows its diverged/failed runs dashed. Both panels share one
+    step axis from 0, so a run validated once shows its point at its step, not alone on a 96-104 axis; a
+    single validation point is a large marker with its min-max as an error bar (a band of one point is
+    invisible)."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 4.8), sharex=True)
     top: list[float] = []
     bottom: list[float] = []
     for s, color in zip(summaries, colors(len(summaries))):
@@ -141,7 +144,9 @@ def learning_curves(summaries: list[CellSummary], spec: StudySpec, out: Path) ->
                 top.append(float(np.nanmax(high)))
                 bottom.append(float(np.nanmin(low)))
         steps, mean, low, high = _mean_curve([(r.val_steps, r.val_acc) for r in runs])
-        if len(steps):
+        if len(steps) == 1:
+            ax_acc.errorbar(steps, mean, yerr=[mean - low, high - mean], fmt="o", ms=7, capsize=4, color=color, label=label)
+        elif len(steps):
             ax_acc.plot(steps, mean, style, marker="o", ms=3, color=color, lw=1.2, label=label)
             ax_acc.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
     if top and min(bottom) > 0 and max(top) / min(bottom) >= 100:  # cells whose losses differ by decades
@@ -157,6 +162,7 @@ def learning_curves(summaries: list[CellSummary], spec: StudySpec, out: Path) ->
     ax_acc.set_title("validation accuracy: mean over seeds, band min-max")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+    ax_loss.set_xlim(left=0)  # shared with ax_acc
     if ax_loss.get_legend_handles_labels()[0]:  # a study whose runs have drawn no curve yet has nothing to label
         ax_loss.legend(fontsize=7, loc="best", ncol=1 + len(summaries) // 8)
     fig.suptitle(f"{spec.name}: learning curves per cell")

@@ -119,3 +119,29 @@ def test_divergence_stops_at_once_and_keeps_a_usable_checkpoint(batches_dir: Pat
     assert last["global_step"] < step
     assert all(torch.isfinite(v).all() for v in state_dict_of(run_dir / "checkpoints" / "last.ckpt").values() if v.is_floating_point())
     assert_png(run_dir / "learning_curves.png"), "curves of a diverged run are still written"
+
+
+@pytest.mark.parametrize("max_steps,validated", [(7, [5, 7]), (3, [3]), (10, [5, 10])])
+def test_every_fit_ends_with_a_validation_of_its_last_step(max_steps: int, validated: list[int], batches_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Validation every 5 steps: 7 steps used to end unvalidated after step 5 (best/last val/acc from step 5),
+    3 steps without any validation, so without best.ckpt. 10 steps: the check due at step 10 runs once."""
+    runs = tmp_path / "runs"
+    cli = run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", str(max_steps), "--trainer.val_check_interval", "5",
+                                    "--trainer.check_val_every_n_epoch", "null"))
+    run_dir = only_run_dir(runs)
+    assert [int(r["step"]) for r in _rows(run_dir / "val_acc.csv")] == validated
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == max_steps and best["global_step"] in validated
+    curves = next(v for k, v in last["callbacks"].items() if "LearningCurves" in k)
+    assert curves["val_steps"] == validated, "last.ckpt is saved after the final validation"
+    final = float(cli.trainer.callback_metrics["val/acc"])
+    assert float(_rows(run_dir / "val_acc.csv")[-1]["val_acc"]) == pytest.approx(final)
+    assert f"last {final:.4f}" in capsys.readouterr().out, "the footer's last val/acc is the final step's"
+
+
+def test_a_max_epochs_fit_validated_by_steps_ends_with_a_validation(batches_dir: Path, tmp_path: Path) -> None:
+    run_cli("fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.max_epochs", "2", "--trainer.val_check_interval", "5",
+                              "--trainer.check_val_every_n_epoch", "null"))
+    assert [int(r["step"]) for r in _rows(only_run_dir(tmp_path / "runs") / "val_acc.csv")] == [5, 10, 12]

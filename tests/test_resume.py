@@ -158,3 +158,28 @@ def test_onecycle_resume_mid_epoch_continues_with_the_right_batches(data: Path, 
     a = torch.load(part, weights_only=True)["state_dict"]
     b = torch.load(runs / "full" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in b), "the resumed run trained on other batches than the uninterrupted one"
+
+
+def test_status_json_follows_every_last_ckpt_while_the_run_trains(data: Path, tmp_path: Path) -> None:
+    """Before: a running record said the step its segment started from (0 for a first launch) until the run
+    ended, however far it got. Now every last.ckpt brings step and wall time up to date, and the wall time
+    summed over segments is still counted once."""
+    import time
+
+    runs, probe = tmp_path / "runs", tmp_path / "status_at_step_7.json"
+    cfg = tmp_path / "probe.yaml"
+    cfg.write_text(f"trainer:\n  callbacks:\n    - class_path: tests.helpers.status_probe.StatusAtStep\n      init_args: {{step: 7, copy: {probe}}}\n")
+    args = [*base_args(data, runs, "--run_name", "live", "--last_checkpoint.every_n_train_steps", "3"), "--config", str(cfg)]
+    run_cli("fit", *args, "--trainer.max_steps", "4")
+    status = runs / "live" / "version_0" / "status.json"
+    first = json.loads(status.read_text())
+    assert first["status"] == "completed" and first["global_step"] == 4 and not probe.exists()
+    started = time.monotonic()
+    run_cli("fit", *args, "--trainer.max_steps", "9", "--ckpt_path", "last")
+    second_s = time.monotonic() - started
+    live = json.loads(probe.read_text())
+    assert live["status"] == "running" and live["global_step"] == 6, "the step of the newest last.ckpt (every 3 steps)"
+    assert live["wall_s_before_segment"] == first["wall_s"] < live["wall_s"]
+    final = json.loads(status.read_text())
+    assert final["status"] == "completed" and final["global_step"] == 9 and final["segments"] == 2 and "wall_s_before_segment" not in final
+    assert live["wall_s"] <= final["wall_s"] <= first["wall_s"] + second_s + 0.1, "each segment's time counted once"
