@@ -3,6 +3,11 @@
 torchmetrics accumulates on the device and synchronises across DDP ranks on ``compute()``, so the
 numbers cover the whole split however many processes evaluated it. Per class c:
 accuracy_c = confusion[c, c] / sum_k confusion[c, k] (recall of class c).
+
+``print_format`` also prints the test result the way PyTorch's "Training a classifier" tutorial prints
+it, so a run sits line by line beside a report made with the tutorial (``tutorial``: today's tutorial;
+``tutorial_2020``: the version of 2020, which report 003 quotes), and writes it to
+``per_class_accuracy_test.txt``.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -20,12 +25,26 @@ from callbacks.outputs import plt, run_dir, save_figure
 from datamodules.sources import CLASSES
 
 
+PrintFormat = Literal["none", "tutorial", "tutorial_2020"]
+# The tutorial's short class names; other names print as they are.
+TUTORIAL_NAMES = {"airplane": "plane", "automobile": "car"}
+TUTORIAL_TEXT = "per_class_accuracy_test.txt"
+
+
 class PerClassAccuracy(Callback):
     """Logs ``{stage}/acc_<class>``; writes ``per_class_accuracy_{stage}.png``, ``confusion_matrix_{stage}.png``
-    and ``per_class_accuracy.json`` (all stages) into the run directory, and the figures to W&B."""
+    and ``per_class_accuracy.json`` (all stages) into the run directory, and the figures to W&B.
 
-    def __init__(self, classes: Sequence[str] = CLASSES):
+    Args:
+        classes: class names, in label order.
+        print_format: after ``test``, print the overall and per-class accuracy in the tutorial's words
+            (``tutorial`` or ``tutorial_2020``, see :func:`tutorial_report`) and write them to
+            ``per_class_accuracy_test.txt``; ``none``: neither.
+    """
+
+    def __init__(self, classes: Sequence[str] = CLASSES, print_format: PrintFormat = "none"):
         self.classes = list(classes)
+        self.print_format = print_format
         self.confusion: MulticlassConfusionMatrix | None = None
         self.results: dict[str, dict[str, Any]] = {}
 
@@ -80,6 +99,10 @@ class PerClassAccuracy(Callback):
         }
         out = run_dir(trainer)
         (out / "per_class_accuracy.json").write_text(json.dumps(self.results, indent=2))
+        if stage == "test" and self.print_format != "none":
+            text = tutorial_report(cm, [TUTORIAL_NAMES.get(c, c) for c in self.classes], self.print_format)
+            (out / TUTORIAL_TEXT).write_text(text + "\n")
+            print(text, flush=True)
         plot_per_class(per_class.tolist(), self.classes, f"{stage}: per-class accuracy (model at step {step})", out / f"per_class_accuracy_{stage}.png", trainer, f"{stage}/per_class_accuracy")
         plot_confusion(cm, self.classes, f"{stage}: confusion matrix, rows normalised (model at step {step})", out / f"confusion_matrix_{stage}.png", trainer, f"{stage}/confusion_matrix")
 
@@ -88,6 +111,34 @@ def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
     """Row-normalised diagonal; a class absent from the split gets NaN rather than a fake 0."""
     support = confusion.sum(1)
     return torch.where(support > 0, confusion.diag() / support.clamp(min=1), torch.full_like(support, float("nan")))
+
+
+def tutorial_report(confusion: torch.Tensor, classes: Sequence[str], print_format: PrintFormat = "tutorial") -> str:
+    """The lines the tutorial prints after testing, from the confusion matrix (rows: true class).
+
+    ``tutorial`` (today's ``cifar10_tutorial.py``)::
+
+        Accuracy of the network on the 10000 test images: 55 %
+        Accuracy for class: plane is 57.3 %
+
+    ``tutorial_2020`` (the version report 003 quotes: whole percents, names right-aligned)::
+
+        Accuracy of the network on the 10000 test images: 55 %
+        Accuracy of plane : 57 %
+
+    Both floor the overall percentage (``100 * correct // total``; 2020: ``%d`` of ``100 * correct / total``,
+    the same for counts), the 2020 per-class line too. The image count is the split's, where the tutorial
+    wrote 10000. A class absent from the split prints ``n/a`` where the tutorial would divide by zero.
+    """
+    counts = confusion.round().long()
+    correct, total = int(counts.diag().sum()), int(counts.sum())
+    lines = [f"Accuracy of the network on the {total} test images: {100 * correct // max(total, 1)} %"]
+    for name, c, t in zip(classes, counts.diag().tolist(), counts.sum(1).tolist()):
+        if print_format == "tutorial":
+            lines.append(f"Accuracy for class: {name:5s} is {f'{100 * float(c) / t:.1f}' if t else 'n/a'} %")
+        else:
+            lines.append("Accuracy of %5s : %2s %%" % (name, 100 * c // t if t else "n/a"))
+    return "\n".join(lines)
 
 
 def plot_per_class(values: Sequence[float], classes: Sequence[str], title: str, path: Path, trainer: Trainer | None = None, key: str | None = None) -> Path:

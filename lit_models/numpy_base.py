@@ -33,7 +33,8 @@ class NumpyMLPBase(ClassifierModule):
     Args:
         hidden_sizes: widths of the hidden layers.
         activation: hidden-layer nonlinearity.
-        init: weight/bias initialisation (``lit_models.components.mlp_choices``); the course used ``course``.
+        init: weight/bias initialisation (``lit_models.components.mlp_choices``): a scheme name, or the std of
+            N(0, std^2) weights with zero biases; the course used ``course`` (= ``1.0e-4``).
         init_seed: seed of the initial weights (independent of ``seed_everything``).
         dtype: NumPy float type of weights and computation.
         input_size: features per input: 3072 (a flattened image), 2 (the synthetic points); recorded in the checkpoint.
@@ -59,9 +60,15 @@ class NumpyMLPBase(ClassifierModule):
         self.automatic_optimization = False
         numpy_net = self.net_class(
             in_features=input_size,
-            hidden_sizes=check_hidden_sizes(hidden_sizes), num_classes=self.num_classes, activation=activation, init=init, seed=init_seed, dtype=np.dtype(dtype).type
+            hidden_sizes=check_hidden_sizes(hidden_sizes), num_classes=self.num_classes, activation=activation, init=init, seed=init_seed, dtype=np.dtype(dtype).type,
+            **self.net_options(),
         )
         self.net = NumpyNetModule(numpy_net)
+
+    def net_options(self) -> dict[str, Any]:
+        """Constructor arguments only one of the NumPy networks has (a subclass's own hyperparameters, already in
+        ``self.hparams`` here: ``save_hyperparameters`` records the arguments of every ``__init__`` in the chain)."""
+        return {}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch

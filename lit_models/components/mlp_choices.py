@@ -9,7 +9,9 @@ Init schemes for a Linear layer with ``fan_in`` inputs (weight and bias):
 
 * ``default``: PyTorch ``nn.Linear``'s own draw, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both;
 * ``course``:  N(0, 1e-4^2) weights, zero biases (the course's NumPy recipe);
-* ``he``:      N(0, 2/fan_in) weights, zero biases (He et al. 2015: keeps E[x^2] constant under ReLU).
+* ``he``:      N(0, 2/fan_in) weights, zero biases (He et al. 2015: keeps E[x^2] constant under ReLU);
+* a number s:  N(0, s^2) weights, zero biases, whatever the fan-in (``init: 1.0e-3`` is the Sapienza 2020
+  PyTorch MLPs' draw; ``init: 1.0e-4`` draws exactly what ``course`` draws, the same random stream).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 Activation = Literal["relu", "sigmoid", "tanh"]
-Init = Literal["default", "course", "he"]
+InitName = Literal["default", "course", "he"]
+# A named scheme, or the std of a fixed-std normal draw (a config states the std it was given, not a name for it);
+# ``check_init`` refuses a std that is not positive, naming the flag.
+Init = InitName | float
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
-INITS: tuple[str, ...] = get_args(Init)
+INITS: tuple[str, ...] = get_args(InitName)
 COURSE_STD = 1e-4
 
 
@@ -31,9 +36,14 @@ def check_activation(activation: str) -> str:
     return activation
 
 
-def check_init(init: str) -> str:
+def check_init(init: str | float) -> str | float:
+    """A scheme name, or a positive finite number (the std); booleans are not numbers here."""
+    if isinstance(init, (int, float)) and not isinstance(init, bool):
+        if not 0.0 < float(init) < math.inf:
+            raise ValueError(f"--model.init as a number is the std of N(0, std^2) weights and must be positive and finite; got {init!r}")
+        return init
     if init not in INITS:
-        raise ValueError(f"--model.init must be one of {', '.join(INITS)}; got {init!r}")
+        raise ValueError(f"--model.init must be one of {', '.join(INITS)}; got {init!r} (or a positive number: the std of N(0, std^2) weights)")
     return init
 
 
@@ -45,13 +55,16 @@ class Distribution:
     scale: float = 0.0
 
 
-def linear_init(init: str, fan_in: int) -> tuple[Distribution, Distribution]:
+def linear_init(init: str | float, fan_in: int) -> tuple[Distribution, Distribution]:
     """(weight, bias) distributions of scheme ``init`` for a Linear layer with ``fan_in`` inputs."""
     check_init(init)
     if init == "default":
         bound = 1.0 / math.sqrt(fan_in)
         return Distribution("uniform", bound), Distribution("uniform", bound)
-    std = COURSE_STD if init == "course" else math.sqrt(2.0 / fan_in)
+    if isinstance(init, str):
+        std = COURSE_STD if init == "course" else math.sqrt(2.0 / fan_in)
+    else:
+        std = float(init)
     return Distribution("normal", std), Distribution("zeros")
 
 

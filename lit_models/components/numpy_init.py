@@ -19,7 +19,7 @@ def sample(dist: Distribution, rng: np.random.Generator, shape: tuple[int, ...],
     return rng.normal(0.0, dist.scale, shape).astype(dtype)
 
 
-def sample_linear(rng: np.random.Generator, in_features: int, out_features: int, init: str, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+def sample_linear(rng: np.random.Generator, in_features: int, out_features: int, init: str | float, dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """(weight of shape (out, in), bias of shape (out,)), weight drawn first."""
     weight_dist, bias_dist = linear_init(init, in_features)
     return sample(weight_dist, rng, (out_features, in_features), dtype), sample(bias_dist, rng, (out_features,), dtype)

@@ -1,9 +1,11 @@
 """The course's NumPy MLP: every module has ``forward`` and a hand-derived ``backward``; no autograd.
 
 Conventions (as in the course): inputs are ``(batch, features)``; gradients are averaged over the
-batch (the 1/N lives in the cross-entropy backward). Weights and gradients are arrays that never
-change their memory (backward writes into the gradients, optimisers update the weights in place), so
-``lit_models.components.numpy_bridge`` can expose them as torch tensors sharing that memory.
+batch (the 1/N lives in the cross-entropy backward). An optional L2 penalty on the weights is part of
+the loss (the Sapienza 2020 two-layer net's ``lambda * (||W1||^2 + ||W2||^2)``, no 1/2, biases free).
+Weights and gradients are arrays that never change their memory (backward writes into the gradients,
+optimisers update the weights in place), so ``lit_models.components.numpy_bridge`` can expose them as
+torch tensors sharing that memory.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from lit_models.components.numpy_init import sample_linear
 class LinearModule:
     """``out = x @ W.T + b`` with ``W`` of shape (out, in), drawn from init scheme ``init`` (course: N(0, 1e-4^2), zero bias)."""
 
-    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator, init: str = "course", dtype: type = np.float32):
+    def __init__(self, in_features: int, out_features: int, rng: np.random.Generator, init: str | float = "course", dtype: type = np.float32):
         weight, bias = sample_linear(rng, in_features, out_features, init, dtype)
         self.params = {"weight": weight, "bias": bias}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -95,7 +97,12 @@ class CrossEntropyModule:
 
 
 class NumpyMLP:
-    """``Linear -> activation -> ... -> Linear -> SoftMax``; ``forward`` returns probabilities."""
+    """``Linear -> activation -> ... -> Linear -> SoftMax``; ``forward`` returns probabilities.
+
+    ``l2`` is lambda of the penalty ``lambda * sum_l ||W_l||^2`` (squared Frobenius norms of every weight
+    matrix; no 1/2, biases not penalised, as the Sapienza 2020 exercise defines it): the loss is the mean
+    cross-entropy plus the penalty, and each weight's gradient gains ``2 * lambda * W``.
+    """
 
     def __init__(
         self,
@@ -103,12 +110,16 @@ class NumpyMLP:
         hidden_sizes: Sequence[int] = (100,),
         num_classes: int = 10,
         activation: str = "relu",
-        init: str = "course",
+        init: str | float = "course",
         seed: int = 0,
         dtype: type = np.float32,
+        l2: float = 0.0,
     ):
         check_activation(activation)
         check_init(init)
+        if not 0.0 <= l2 < float("inf"):
+            raise ValueError(f"--model.l2 must be a finite number >= 0 (lambda of lambda * sum ||W||^2), got {l2}")
+        self.l2 = float(l2)
         rng = np.random.default_rng(seed)
         widths = [in_features, *hidden_sizes, num_classes]
         self.dtype = np.dtype(dtype)
@@ -134,12 +145,23 @@ class NumpyMLP:
             dout = layer.backward(dout)
 
     def loss_and_backward(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """One forward/backward pass; returns (mean cross-entropy, probabilities)."""
+        """One forward/backward pass; returns (mean cross-entropy + L2 penalty, probabilities)."""
         p = self.forward(x)
         onehot = np.eye(p.shape[1], dtype=p.dtype)[y]
         loss = self.loss_module.forward(p, onehot)
         self.backward(self.loss_module.backward(p, onehot))
+        if self.l2:
+            loss += self.add_l2_penalty()
         return loss, p
+
+    def add_l2_penalty(self) -> float:
+        """Add ``2 * l2 * W`` to every weight gradient (after ``backward`` wrote them); returns ``l2 * sum ||W||^2``."""
+        penalty = 0.0
+        for layer in self.linears:
+            weight = layer.params["weight"]
+            penalty += float(np.vdot(weight, weight))
+            layer.grads["weight"] += (2.0 * self.l2) * weight
+        return self.l2 * penalty
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Log-probabilities (the scores the Lightning side treats as logits)."""

@@ -16,7 +16,7 @@ def make_activation(activation: str) -> nn.Module:
     return _ACTIVATIONS[check_activation(activation)]()
 
 
-def init_linears_(module: nn.Module, init: str) -> nn.Module:
+def init_linears_(module: nn.Module, init: str | float) -> nn.Module:
     """Redraw every Linear layer of ``module`` from scheme ``init`` (global RNG, so ``seed_everything`` fixes it).
 
     ``default`` leaves the layers as ``nn.Linear`` drew them: the same distribution, and the same random
@@ -39,7 +39,7 @@ def _fill_(tensor: Tensor, dist: Distribution, generator: torch.Generator | None
 
 
 @torch.no_grad()
-def init_linear_(linear: nn.Linear, init: str, generator: torch.Generator | None = None) -> nn.Linear:
+def init_linear_(linear: nn.Linear, init: str | float, generator: torch.Generator | None = None) -> nn.Linear:
     """Redraw ``linear``'s weight and bias from scheme ``init``, in place.
 
     Works on weight-normalised layers too: assigning the weight goes through the parametrisation's
