@@ -124,3 +124,20 @@ def test_sigterm_does_not_tell_to_press_ctrl_c(batches_dir: Path, tmp_path: Path
         run_cli("fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.max_steps", "5"), "--config", cfg)
     said = [line for line in capsys.readouterr().out.splitlines() if "received" in line]
     assert said == ["SIGTERM received: saving last.ckpt at the end of this step, then stopping (a SIGINT stops at once without saving)."]
+
+
+def test_second_ctrl_c_during_training_stops_at_once_and_the_run_still_closes(batches_dir: Path, tmp_path: Path) -> None:
+    """Two Ctrl-C within one step: the second stops in the middle of it, without saving; the closing work still
+    writes the data files, the curves and an 'interrupted' status (exit code 130 from train.py)."""
+    from callbacks.interrupts import StoppedAtOnce
+
+    twice = "    - class_path: tests.helpers.kill.SignalAtStep\n      init_args: {step: 4, signal: SIGINT}\n"
+    runs = tmp_path / "runs"
+    with pytest.raises(StoppedAtOnce) as stopped:
+        run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "8", "--run_name", "twice"), "--config", config(tmp_path, twice * 2))
+    assert stopped.value.exit_code == 130 and stopped.value.global_step == 4
+    run_dir = runs / "twice" / "version_0"
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+    # Stopped inside step 4's callbacks, before the learning curves recorded it.
+    assert [int(r["step"]) for r in csv.DictReader(open(run_dir / "train_loss.csv"))] == [1, 2, 3]
+    assert (run_dir / "learning_curves.png").is_file()
