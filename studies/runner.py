@@ -142,10 +142,10 @@ class StudyRunner:
         return run_dir / "checkpoints" / f"{self.spec.test_checkpoint}.ckpt"
 
     def test_argv(self, task: Task) -> list[str]:
-        """The checkpoint brings its model and data settings; the study's trainer and data flags still apply."""
+        """The checkpoint brings its model and data settings; the study's trainer, data and per-class flags still apply."""
         best = self.tested_checkpoint(fit_run_dir(task.path))
         flags = [*to_argv(self.spec.flags), *self.extra_args, *to_argv(task.cell.flags)]
-        kept = [a for group in _pairs(flags) if group[0].lstrip("-").startswith(("trainer.", "data.")) for a in group]
+        kept = [a for group in _pairs(flags) if group[0].lstrip("-").startswith(("trainer.", "data.", "per_class.")) for a in group]
         return [
             sys.executable, str(ROOT / "train.py"), "test", "--ckpt_path", str(best), *kept, "--trainer.logger", "false",
             "--trainer.enable_progress_bar", "false", "--runs_dir", str(task.path), "--run_name", TEST_RUN_NAME,
