@@ -30,7 +30,7 @@ from cli.cpu_allocator import tune_cpu_allocator
 from cli.lightning_cli import CIFARCLI, ConfigError
 from cli.loggers import LoggerConfigError
 from cli.parser import USAGE_ERROR_EXIT_CODE
-from cli.run_dirs import RunDirBusy
+from cli.run_dirs import RunDirBusy, RunDirUnwritable
 from cli.session import RunSession, process_rank
 from cli.workers import follow_parent, parent_gone
 from datamodules import CIFAR10DataModule, DataError
@@ -38,7 +38,7 @@ from lit_models import ClassifierModule
 from lit_models.base import CheckpointMismatchError
 
 DIVERGED_EXIT_CODE = 3
-USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException, RunDirBusy)
+USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException, RunDirBusy, RunDirUnwritable)
 
 
 def quiet_false_alarms() -> None:
@@ -52,6 +52,8 @@ def quiet_false_alarms() -> None:
         r".*does not have many workers.*",  # the in-memory loader needs no worker processes
     ):
         warnings.filterwarnings("ignore", message=message)
+    if "SLURM_JOB_ID" not in os.environ:  # Lightning's advice to prepend `srun` fires wherever srun is installed; outside a job it is noise
+        warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used.*")
     # Lightning's promotional tips ("💡 Tip: ... litlogger/litmodels") go through its rank-zero info logger.
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(lambda record: not str(record.msg).startswith("💡 Tip"))

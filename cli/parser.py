@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import sys
+from contextvars import ContextVar
 from typing import Any, NoReturn
 
 from lightning.pytorch.cli import LightningArgumentParser
 
 from cli.count_or_fraction import ints_first
+from cli.unknown_keys import unknown_key_message
 
 USAGE_ERROR_EXIT_CODE = 2
+_parsed_args: ContextVar[list[str]] = ContextVar("parsed_args", default=[])  # what the error names the flag or file from
 
 
 def one_line(message: str) -> str:
@@ -48,10 +51,17 @@ class OneLineErrorParser(LightningArgumentParser):
             added.append(dest)
         return added
 
+    def parse_args(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        token = _parsed_args.set([str(a) for a in (sys.argv[1:] if args is None else args)])
+        try:
+            return super().parse_args(args, *rest, **kwargs)
+        finally:
+            _parsed_args.reset(token)
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)
-        print(f"error: {one_line(message)}", file=sys.stderr)
+        print(f"error: {unknown_key_message(str(message), self, _parsed_args.get()) or one_line(message)}", file=sys.stderr)
         sys.exit(USAGE_ERROR_EXIT_CODE)
 
 

@@ -5,6 +5,11 @@ directory's ``checkpoints/last.ckpt`` named explicitly, or a SLURM requeue of th
 then leaves an ``hpc_ckpt_<n>.ckpt`` there). Any other checkpoint starts a new version that branches from
 it, so no file of an earlier run changes. A run that fails or is refused before it produced anything
 (no checkpoint, no curve, no prediction) leaves no directory behind.
+
+A fit decides where it runs and takes that directory's lock in one step, under ``runs_dir/.launch.lock``:
+two launches of ``--ckpt_path last`` at the same moment cannot both start the run fresh; the second finds
+the first's directory, locked, and is refused. A directory that cannot be created or written is
+:class:`RunDirUnwritable` (one line, exit 2), never an ``OSError`` traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +33,9 @@ RUN_DIR_ENV = "CIFAR_RUN_DIR"  # DDP worker processes re-run train.py: they join
 RESUME_CKPT_ENV = "CIFAR_RESUME_CKPT"  # ... and resume from the same checkpoint
 CONFIG_FILE = "config.yaml"
 SLURM_JOB_FILE = "slurm_job_id"
+LOCK_FILE = ".lock"  # in each run directory: held by the process training there
+LAUNCH_LOCK_FILE = ".launch.lock"  # in the runs directory: held while a fit plans and takes its run directory
+LAUNCH_WAIT_S = 60.0  # another launch holds it for milliseconds; this long means a stopped or hung process
 # Files that make a run directory worth keeping even if the run later failed.
 OUTPUT_GLOBS = ("checkpoints/*.ckpt", "hpc_ckpt_*.ckpt", "train_loss.csv", "val_acc.csv", "predictions.csv", "per_class_accuracy.json", "metrics.csv")
 
@@ -37,6 +47,37 @@ class RunPlan:
     fresh: bool  # created by this process: removed again if the run never produced anything
     resumed_in_place: bool = False
     note: str | None = None  # printed before the run starts
+
+
+class RunDirUnwritable(RuntimeError):
+    """A run directory, or the runs directory it goes in, cannot be created or written (bad input: exit 2)."""
+
+
+def process_rank() -> int:
+    """This process's global rank from the launcher's environment (0 when not distributed)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+def _unwritable(path: Path, exc: OSError) -> RunDirUnwritable:
+    reason = exc.strerror or type(exc).__name__
+    return RunDirUnwritable(f"cannot create or write the run directory {path}: {reason} (choose another --runs_dir or --trainer.default_root_dir)")
+
+
+def runs_dir_problem(runs_dir: str | Path) -> str | None:
+    """Why no run directory can be made under ``runs_dir`` (checked before any is: nothing is created here),
+    else None. Its nearest existing folder must be a writable directory; a full disk shows only on writing."""
+    existing = Path(runs_dir)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):  # also true for root on a read-only file system or an immutable folder
+        read_only = hasattr(os, "statvfs") and os.statvfs(existing).f_flag & os.ST_RDONLY
+        return f"{existing} is {'on a read-only file system' if read_only else 'not writable'}"
+    return None
 
 
 def _version(path: Path) -> int:
@@ -52,7 +93,10 @@ def versions(base: Path) -> list[Path]:
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     """``runs_dir/name/version_<k>`` with k one past the highest existing version, created atomically."""
     base = Path(runs_dir) / name
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # read-only, permission denied, a file in the way, disk full
+        raise _unwritable(base, exc) from None
     while True:
         existing = versions(base)
         candidate = base / f"version_{_version(existing[-1]) + 1 if existing else 0}"
@@ -61,6 +105,8 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
             return candidate
         except FileExistsError:  # another run took it between listing and mkdir
             continue
+        except OSError as exc:
+            raise _unwritable(candidate, exc) from None
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
@@ -69,8 +115,27 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
 
 
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid of the live process (this one included) that holds the run directory's lock, else None."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 32).decode().strip() or "another process"
+    finally:
+        os.close(fd)  # also releases the probe's own lock
+
+
 def latest_resumable_run(runs_dir: str | Path, name: str) -> tuple[Path, Path] | None:
+    """The newest run of ``name`` with a checkpoint to resume; one still training is refused (:class:`RunDirBusy`),
+    checkpoint or not: ``--ckpt_path last`` means that run, and it is taken."""
     for run_dir in reversed(versions(Path(runs_dir) / name)):
+        if (holder := lock_holder(run_dir)) is not None:
+            raise _busy(run_dir, holder)
         if ckpt := newest_checkpoint(run_dir):
             return run_dir, ckpt
     return None
@@ -101,11 +166,55 @@ def is_own_last_checkpoint(ckpt: Path) -> Path | None:
 
 
 def plan_run(subcommand: str, runs_dir: str | Path, name: str, ckpt_path: str | None) -> RunPlan:
-    """Where this run goes and what it resumes from; see the module docstring for the rules."""
+    """Where this run goes and what it resumes from; see the module docstring for the rules.
+
+    A fit's rank 0 returns holding the run directory's lock (:func:`lock_run_dir` then adopts it), taken
+    under the launch lock together with the decision: a second launch of the name either waits for that
+    or finds the directory in use (:class:`RunDirBusy`)."""
     if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get(RUN_DIR_ENV):
         return RunPlan(Path(os.environ[RUN_DIR_ENV]), os.environ.get(RESUME_CKPT_ENV) or ckpt_path, fresh=False)
     if subcommand != "fit":
         return RunPlan(new_run_dir(runs_dir, f"{name}-{subcommand}"), ckpt_path, fresh=True)
+    if process_rank() != 0:
+        return _plan_fit(runs_dir, name, ckpt_path)
+    for abandoned in list(_planned):  # planned by an earlier call in this process that never began its run
+        unlock_run_dir(abandoned)
+    with _launch_lock(Path(runs_dir)):
+        plan = _plan_fit(runs_dir, name, ckpt_path)
+        try:
+            _take_lock(plan.run_dir)
+        except (RunDirBusy, RunDirUnwritable):
+            discard_if_empty(plan)
+            raise
+    _planned.add(plan.run_dir)
+    return plan
+
+
+@contextmanager
+def _launch_lock(runs_dir: Path, wait_s: float = LAUNCH_WAIT_S) -> Iterator[None]:
+    """Exclusive among the launches of fits under ``runs_dir`` (it is never removed, so no launch can lock a
+    file another one has just unlinked)."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(runs_dir / LAUNCH_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _unwritable(runs_dir, exc) from None
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RunDirBusy(f"another launch has held {runs_dir / LAUNCH_LOCK_FILE} for {wait_s:.0f} s (a stopped or hung train.py?); stop it, or try again.") from None
+                time.sleep(0.05)  # polled, not blocked in flock, so Ctrl-C still stops this process
+        yield
+    finally:
+        os.close(fd)
+
+
+def _plan_fit(runs_dir: str | Path, name: str, ckpt_path: str | None) -> RunPlan:
     job = slurm_job()
     if job and ckpt_path in (None, "last"):
         if int(os.environ.get("SLURM_PROCID", "0")) > 0:
@@ -156,25 +265,47 @@ class RunDirBusy(RuntimeError):
     """Another live process is training in this run directory."""
 
 
+def _busy(run_dir: Path, holder: str) -> RunDirBusy:
+    return RunDirBusy(f"{run_dir} is in use by process {holder}, which is still training there; wait for it or stop it first.")
+
+
 _held_locks: dict[Path, int] = {}  # open descriptors: the OS also releases them when the process dies, however
+_planned: set[Path] = set()  # locked by plan_run, not yet adopted by lock_run_dir
 
 
 def lock_run_dir(run_dir: Path) -> None:
     """One training process per run directory: a second one (a study re-launched while an orphaned run
-    still trains, two shells resuming the same run) is refused instead of interleaving checkpoints."""
-    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    still trains, two shells resuming the same run) is refused instead of interleaving checkpoints.
+
+    A fit's :func:`plan_run` already took the lock; this adopts it."""
+    if run_dir in _planned:
+        _planned.discard(run_dir)
+        return
+    _take_lock(run_dir)
+
+
+def _take_lock(run_dir: Path) -> None:
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _unwritable(run_dir, exc) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(fd, 32).decode().strip() or "another process"
         os.close(fd)
-        raise RunDirBusy(f"{run_dir} is in use by process {holder}, which is still training there; wait for it or stop it first.") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+        raise _busy(run_dir, holder) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # the first write into the run directory: a full disk fails here
+    except OSError as exc:
+        os.close(fd)
+        raise _unwritable(run_dir, exc) from None
     _held_locks[run_dir] = fd
 
 
 def unlock_run_dir(run_dir: Path) -> None:
+    _planned.discard(run_dir)
     if (fd := _held_locks.pop(run_dir, None)) is not None:
         os.close(fd)  # closing the descriptor releases the lock
 
@@ -184,7 +315,11 @@ def worth_keeping(run_dir: Path) -> bool:
 
 
 def discard_if_empty(plan: RunPlan) -> bool:
-    """Remove a directory this process created if the run left nothing in it but its config and logger stubs."""
+    """Remove a directory this process created if the run left nothing in it but its config and logger stubs.
+
+    A plan given up before its run began (:func:`plan_run` locked it) is unlocked too."""
+    if plan.run_dir in _planned:
+        unlock_run_dir(plan.run_dir)
     if not plan.fresh or not plan.run_dir.is_dir() or worth_keeping(plan.run_dir):
         return False
     shutil.rmtree(plan.run_dir, ignore_errors=True)

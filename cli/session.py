@@ -8,7 +8,6 @@ interrupted run.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,23 +16,16 @@ from typing import Any
 
 from lightning.pytorch.trainer.states import TrainerStatus
 
+from callbacks.console import command_for_user
 from callbacks.divergence import DivergenceError
 from callbacks.interrupts import STOP, RunInterrupted, StartupInterrupted, signal_name
 from callbacks.status_file import STATUS_FILE, write_status_record
 from cli.loggers import restore_csv_history, set_aside_csv_history
 from cli.run_dirs import (
-    CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, read_status, restore_status, share_with_workers, start_segment, unlock_run_dir,
-    write_status,
+    CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, process_rank, read_status, restore_status, share_with_workers, start_segment,
+    unlock_run_dir, write_status,
 )
 from lit_models.base import CheckpointMismatchError
-
-
-def process_rank() -> int:
-    """This process's global rank from the launcher's environment (0 when not distributed)."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
-        if os.environ.get(key, "").isdigit():
-            return int(os.environ[key])
-    return 0
 
 
 @dataclass
@@ -110,7 +102,7 @@ class RunSession:
         if status == "interrupted" and self.subcommand == "fit":
             last = plan.run_dir / "checkpoints" / "last.ckpt"
             if last.is_file():
-                print(f"Interrupted at step {step}. Resume with:\n  python train.py fit --config {plan.run_dir / CONFIG_FILE} --ckpt_path {last}", file=sys.stderr, flush=True)
+                print(f"Interrupted at step {step}. Resume with:\n  {command_for_user('fit', '--config', plan.run_dir / CONFIG_FILE, '--ckpt_path', last)}", file=sys.stderr, flush=True)
             else:
                 print("Interrupted before the first checkpoint: nothing to resume; run the same command again.", file=sys.stderr)
         if (note := self._shutdown_note(status)) is not None:

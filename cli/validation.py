@@ -14,6 +14,8 @@ from typing import Any
 
 from jsonargparse import Namespace
 
+from cli.run_dirs import runs_dir_problem
+
 
 def _int_at_least(low: int) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
@@ -103,7 +105,8 @@ def accelerator_error(trainer: Namespace, config_files: list[str]) -> str | None
 
 
 def run_location_errors(cfg: Namespace) -> list[str]:
-    """Paths derived from the run directory may not be set by hand: they would point two runs at one folder."""
+    """Paths derived from the run directory may not be set by hand: they would point two runs at one folder.
+    And the folder runs go in must be able to hold them (named by the flag that chose it)."""
     errors = []
     for flag in ("checkpoint.dirpath", "last_checkpoint.dirpath"):
         if cfg.get(flag):
@@ -111,4 +114,8 @@ def run_location_errors(cfg: Namespace) -> list[str]:
                 f"--{flag} is set by the run directory (runs_dir/run_name/version_k/checkpoints); "
                 "choose where runs go with --runs_dir and --run_name instead"
             )
+    root = cfg.get("trainer.default_root_dir")
+    flag, runs_dir = ("--trainer.default_root_dir", root) if root else ("--runs_dir", cfg.get("runs_dir"))
+    if runs_dir and (problem := runs_dir_problem(runs_dir)):
+        errors.append(f"{flag} {runs_dir} cannot hold run directories: {problem}")
     return errors

@@ -107,7 +107,7 @@ def test_numpy_model_steps_its_scheduler_per_step_or_per_epoch(batches_dir: Path
         (["--model.activation", "swish"], "Expected a typing.Literal['relu', 'sigmoid', 'tanh']. Got value: swish"),
         (["--model.init", "xavier"], "Expected a typing.Literal['default', 'course', 'he'] - Expected a <class 'float'> Given value type: <class 'str'> Given value: xavier"),
         (["--model.optimizer.init_args.momentum", "1.5"], "--model.optimizer.init_args.momentum must be in [0, 1), got 1.5"),
-        (["--model.lr", "0.1"], "Option 'lr' is not accepted"),  # the learning rate is the optimizer's, as for every model
+        (["--model.lr", "0.1"], "--model.lr: no such flag (lit_models.NumpyMLPClassifier has no parameter 'lr')"),  # the learning rate is the optimizer's, as for every model
         (["--model.label_smoothing", "0.1"], "--model.label_smoothing must be 0 for the NumPy models (their cross-entropy has none), got 0.1"),
     ],
 )

@@ -11,12 +11,13 @@ import os
 import re
 import signal
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.cli_helpers import base_args, run_cli, run_script
+from tests.cli_helpers import ROOT, base_args, run_cli, run_script, script_env
 from tests.conftest import write_batches
 
 # Dropout (global RNG) + augmentation (loader RNG) + several epochs + a validation every 4 steps inside
@@ -94,9 +95,9 @@ def test_sigint_and_sigterm_save_the_current_step_and_the_printed_command_resume
     assert stopped.returncode == 128 + getattr(signal, sig), stopped.stderr[-2000:]
     run_dir = runs / "sig" / "version_0"
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == step, "saved at the step it was stopped"
-    command = re.search(r"Resume with:\n  python train\.py (fit .*)\n", stopped.stderr)
+    command = re.search(r"Resume with:\n  (\S+ \S*train\.py fit .*)\n", stopped.stderr)
     assert command, stopped.stderr[-2000:]
-    resumed = run_script(*command.group(1).split())
+    resumed = subprocess.run(command.group(1), shell=True, cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=300)  # as printed
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_same_run(run_dir, reference, with_logger_file=True)
     assert not list(run_dir.glob("config.resume-*.yaml")), "the printed command resumes with the run's own config"
