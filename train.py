@@ -30,6 +30,7 @@ from cli.cpu_allocator import tune_cpu_allocator
 from cli.lightning_cli import CIFARCLI, ConfigError
 from cli.loggers import LoggerConfigError
 from cli.parser import USAGE_ERROR_EXIT_CODE
+from cli.resume_changes import ResumeChangeError
 from cli.run_dirs import RunDirBusy, RunDirUnwritable
 from cli.session import RunSession, process_rank
 from cli.workers import follow_parent, parent_gone
@@ -38,7 +39,7 @@ from lit_models import ClassifierModule
 from lit_models.base import CheckpointMismatchError
 
 DIVERGED_EXIT_CODE = 3
-USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException, RunDirBusy, RunDirUnwritable)
+USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException, RunDirBusy, RunDirUnwritable, ResumeChangeError)
 
 
 def quiet_false_alarms() -> None:

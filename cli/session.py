@@ -25,6 +25,7 @@ from cli.run_dirs import (
     CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, process_rank, read_status, restore_status, share_with_workers, start_segment,
     unlock_run_dir, write_status,
 )
+from cli.resume_changes import ResumeChanges
 from lit_models.base import CheckpointMismatchError
 
 
