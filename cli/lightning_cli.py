@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from callbacks.console import RunReport
+from callbacks.console import RunReport, command_for_user
 from callbacks.divergence import DivergenceGuard
 from callbacks.final_validation import ValidateAtEnd
 from callbacks.last_checkpoint import LastCheckpoint
@@ -127,7 +127,7 @@ class CIFARCLI(LightningCLI):
         if self.session.checkpoint is None:  # --ckpt_path last, a SLURM requeue: the file plan_run found
             self.session.checkpoint = read_checkpoint(plan.ckpt_path)
         config = newest_config(run_dir_of_checkpoint(plan.ckpt_path))
-        resume = f"python train.py fit --config {config or '<the run config.yaml>'} --ckpt_path {Path(plan.ckpt_path).resolve()}"
+        resume = command_for_user("fit", "--config", config or "<the run's config.yaml>", "--ckpt_path", Path(plan.ckpt_path))
         try:
             self.session.resume_changes = check_resume_changes(self.session.checkpoint, config.read_text() if config else None, saved, resume)
         except ResumeChangeError:
