@@ -73,10 +73,14 @@ def _changed_cells(recorded: dict[str, Any], cells: list[Cell]) -> list[str]:
         if old is None:  # a new cell, or a study.json from before cells carried their flags (nothing to compare)
             continue
         new = canonical_flags(cell.flags)
-        diffs = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+        diffs = [f"{k}: {_shown(old, k)} -> {_shown(new, k)}" for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
         if diffs:
-            changes.append(f"cell '{cell.name}' now sets {', '.join(d.replace(repr('(unset)'), '(unset)') for d in diffs)}")
+            changes.append(f"cell '{cell.name}' now sets {', '.join(diffs)}")
     return changes
+
+
+def _shown(flags: dict[str, Any], key: str) -> str:
+    return repr(flags[key]) if key in flags else "(unset)"
 
 
 def claim(out: Path, spec: StudySpec, extra_args: list[str], cells: list[Cell]) -> None:
