@@ -82,7 +82,7 @@ def test_a_typo_is_one_line_naming_the_key_where_it_was_given_and_the_nearest_va
         config.write_text(yaml_text)
         extra = ["--config", str(config), *extra]
     elif config_first:
-        pytest.skip("no config file")
+        pytest.skip("a mistyped flag given before the --model/--optimizer class it belongs to gets a one-line but less precise message (known gap)")
     args = base_args(tmp_path / "no_data_here", tmp_path / "runs")
     message = refusal(capsys, "fit", *((*extra, *args) if config_first else (*args, *extra)))
     assert message == "error: " + expected.format(config=config), message
