@@ -1,8 +1,15 @@
-"""The fast CNN recipe side by side with airbench94 on the same data, machine, threads and epochs.
+"""The fast CNN recipe side by side with airbench94 (or airbench94_muon) on the same data, machine, threads and epochs.
 
-    python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR
+    python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR [--recipe airbench94|muon]
         [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--threads 2] [--config configs/fast_cnn.yaml --config configs/cpu.yaml]
         [--batch-size 1024] [--per-epoch] [train.py fit flags ...]
+
+``--recipe muon`` compares ``configs/fast_cnn_muon.yaml`` (+ ``configs/cpu.yaml`` on cpu) with
+``airbench94_muon.py`` (read from the git directory's HEAD, or the file given), 8 epochs at batch 2,000 by
+default. Patched the same way: on the CPU float32 (its bfloat16 Newton-Schulz too), no ``torch.compile``
+and no compile warm-up run, a wall-clock timer; on both devices the run count, epochs (its
+``ceil(8 * len(train_loader))`` steps) and batch size. On CUDA it runs as shipped (fp16, compiled, with its
+warm-up run on random labels, which is not timed).
 
 ``--airbench``: airbench94's script, as a file or as a git directory of github KellerJordan/cifar10-airbench
 (``legacy/airbench94.py`` is read from its HEAD). Its maths is not touched: on the CPU only what needs a GPU
@@ -37,6 +44,8 @@ import os
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 # What must match airbench's run: the whole training split, its batch size and its step count.
 FIXED_FLAGS = ("--data.val_size", "--data.batch_size", "--data.drop_last", "--trainer.max_steps", "--trainer.max_epochs", "--data.data_dir")
 COLUMNS = ("run", "epoch", "train_loss", "train_acc", "val_acc", "tta_val_acc", "total_time_seconds")
+MUON_COLUMNS = ("run", "epoch", "train_acc", "val_acc", "tta_val_acc", "time_seconds")
 TIMER = """
 import time as _time
 class _WallClockEvent:
@@ -53,14 +63,24 @@ class _WallClockEvent:
 """
 
 
-def airbench_source(path: Path) -> str:
+def airbench_source(path: Path, upstream: str = "legacy/airbench94.py") -> str:
     if path.is_file():
         return path.read_text()
     git_dir = path / ".git" if (path / ".git").exists() else path
-    res = subprocess.run(["git", f"--git-dir={git_dir}", "show", "HEAD:legacy/airbench94.py"], capture_output=True, text=True)
+    res = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"HEAD:{upstream}"], capture_output=True, text=True)
     if res.returncode != 0:
-        sys.exit(f"error: --airbench {path}: neither airbench94.py nor a git directory holding legacy/airbench94.py ({res.stderr.strip()})")
+        name = upstream.rsplit("/", 1)[-1]
+        sys.exit(f"error: --airbench {path}: neither {name} nor a git directory holding {upstream} ({res.stderr.strip()})")
     return res.stdout
+
+
+def apply_edits(src: str, edits: list[tuple[str, str]], script: str, threads: int) -> str:
+    """Every edit must find its text: an upstream change is refused, never silently missed."""
+    for old, new in edits:
+        if old not in src:
+            sys.exit(f"error: --airbench: {old.splitlines()[0]!r} not found; this script knows {script} as of 2024-2026")
+        src = src.replace(old, new)
+    return f"import torch\ntorch.set_num_threads({threads})\n{TIMER}\n{src}"
 
 
 def patch_airbench(src: str, device: str, epochs: float, runs: int, threads: int, batch_size: int = 1024) -> str:
@@ -71,11 +91,41 @@ def patch_airbench(src: str, device: str, epochs: float, runs: int, threads: int
     if device == "cpu":
         edits += [(".half().cuda()", ".float()"), (".half()", ".float()"), ("torch.device(gpu)", "'cpu'"),
                   ("torch.cuda.Event(enable_timing=True)", "_WallClockEvent()"), ("torch.cuda.synchronize()", "pass")]
-    for old, new in edits:
-        if old not in src:
-            sys.exit(f"error: --airbench: {old.splitlines()[0]!r} not found; this script knows airbench94.py as of 2024-2026")
-        src = src.replace(old, new)
-    return f"import torch\ntorch.set_num_threads({threads})\n{TIMER}\n{src}"
+    return apply_edits(src, edits, "airbench94.py", threads)
+
+
+def patch_airbench_muon(src: str, device: str, epochs: float, runs: int, threads: int, batch_size: int = 2000) -> str:
+    """airbench94_muon.py: run count, epochs, batch size; on the CPU float32, no compile (nor its warm-up run), a wall-clock timer."""
+    edits = [("ceil(8 * len(train_loader))", f"ceil({epochs!r} * len(train_loader))"), ("batch_size = 2000", f"batch_size = {batch_size}"),
+             ("for run in range(200)", f"for run in range({runs})"), ("with open(sys.argv[0]) as f:\n    code = f.read()", "code = ''")]
+    if device == "cpu":
+        edits += [("@torch.compile\ndef zeropower_via_newtonschulz5", "def zeropower_via_newtonschulz5"), ("X = G.bfloat16()", "X = G.float()"),
+                  ('map_location=torch.device("cuda")', 'map_location="cpu"'), ("self.images.half()", "self.images.float()"),
+                  ("mod.half()", "mod.float()"), ("CifarNet().cuda()", "CifarNet()"), ('model.compile(mode="max-autotune")', "pass"),
+                  ('main("warmup", model)', "pass"), ("torch.cuda.Event(enable_timing=True)", "_WallClockEvent()"),
+                  ("torch.cuda.synchronize()", "pass")]
+    return apply_edits(src, edits, "airbench94_muon.py", threads)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one comparison needs: airbench's script (its path in the repository), its patch and printed table, our config, the defaults."""
+
+    upstream: str
+    patch: Callable[..., str]
+    columns: tuple[str, ...]
+    time_column: str  # airbench's cumulative training seconds
+    config: str  # configs/cpu.yaml is added on the CPU
+    epochs: float
+    batch_size: int
+    labels: tuple[str, str]  # airbench's and ours, in side_by_side.md and our run names
+
+
+RECIPES = {
+    "airbench94": Recipe("legacy/airbench94.py", patch_airbench, COLUMNS, "total_time_seconds", "configs/fast_cnn.yaml", 9.9, 1024, ("airbench", "fast_cnn")),
+    "muon": Recipe("airbench94_muon.py", patch_airbench_muon, MUON_COLUMNS, "time_seconds", "configs/fast_cnn_muon.yaml", 8.0, 2000,
+                   ("airbench94_muon", "fast_cnn_muon")),
+}
 
 
 def write_airbench_data(data_dir: str, folder: Path) -> int:
@@ -100,30 +150,30 @@ def write_airbench_data(data_dir: str, folder: Path) -> int:
     return len(raw.train_x)
 
 
-def parse_airbench_table(stdout: str) -> list[dict[str, str]]:
-    """Rows of airbench94's printed table; the run number is carried down to its blank cells."""
+def parse_airbench_table(stdout: str, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, str]]:
+    """Rows of airbench's printed table; the run number is carried down to its blank cells."""
     rows, run = [], ""
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != len(COLUMNS) or cells[1] in ("epoch", ""):
+        if len(cells) != len(columns) or cells[1] in ("epoch", ""):
             continue
-        row = dict(zip(COLUMNS, cells))
+        row = dict(zip(columns, cells))
         run = row["run"] = row["run"] or run
         rows.append(row)
     return rows
 
 
-def airbench_summary(rows: list[dict[str, str]], run: str) -> dict:
+def airbench_summary(rows: list[dict[str, str]], run: str, time_column: str = "total_time_seconds") -> dict:
     mine = [r for r in rows if r["run"] == run]
     epochs = [r for r in mine if r["epoch"].isdigit()]
     final = [r for r in mine if r["epoch"] == "eval"]
-    totals = [float(r["total_time_seconds"]) for r in epochs]
+    totals = [float(r[time_column]) for r in epochs]  # cumulative over the run's epochs
     per_epoch = [b - a for a, b in zip([0.0, *totals], totals)]
     return {"val_acc_per_epoch": [float(r["val_acc"]) for r in epochs], "test_acc": float(final[0]["val_acc"]) if final else None,
             "test_acc_tta": float(final[0]["tta_val_acc"]) if final else None, "train_seconds_per_epoch": per_epoch}
 
 
-def run_airbench(src: Path, workdir: Path, threads: int) -> list[dict[str, str]]:
+def run_airbench(src: Path, workdir: Path, threads: int, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, str]]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     log = workdir / "airbench.log"
     with open(log, "w") as fh:
@@ -134,8 +184,8 @@ def run_airbench(src: Path, workdir: Path, threads: int) -> list[dict[str, str]]
             fh.write(line)
             out.append(line)
     if proc.wait() != 0:
-        sys.exit(f"error: airbench94 failed (exit {proc.returncode}); its output is in {log}")
-    return parse_airbench_table("".join(out))
+        sys.exit(f"error: {src.name} failed (exit {proc.returncode}); its output is in {log}")
+    return parse_airbench_table("".join(out), columns)
 
 
 def train_py(*args: str, threads: int) -> None:
@@ -146,7 +196,7 @@ def train_py(*args: str, threads: int) -> None:
 
 
 def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[str]) -> dict:
-    name = f"fast_cnn_seed{seed}"
+    name = f"{RECIPES[a.recipe].labels[1]}_seed{seed}"
     runs = a.out / "runs"
     common = ["--data.data_dir", a.data_dir, "--data.download", "false", "--runs_dir", str(runs), "--trainer.enable_progress_bar", "false"]
     configs = [arg for config in a.config for arg in ("--config", str(config))]
@@ -190,19 +240,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--airbench", type=Path, required=True)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="airbench94",
+                    help="airbench94: configs/fast_cnn.yaml vs legacy/airbench94.py; muon: configs/fast_cnn_muon.yaml vs airbench94_muon.py")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--epochs", type=float, default=9.9)
+    ap.add_argument("--epochs", type=float, default=None, help="default: the recipe's (airbench94 9.9, muon 8)")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=1024, help="both sides (airbench94's is 1024; smaller only for small data sets)")
+    ap.add_argument("--batch-size", type=int, default=None, help="both sides; default: the recipe's (airbench94 1024, muon 2000; smaller only for small data sets)")
     ap.add_argument("--config", type=Path, action="append", default=None,
                     help="train.py's config files, in order (repeat it for a recipe and its overlays); default: "
-                         "configs/fast_cnn.yaml, plus configs/cpu.yaml on cpu")
+                         "the recipe's (configs/fast_cnn.yaml or configs/fast_cnn_muon.yaml), plus configs/cpu.yaml on cpu")
     ap.add_argument("--per-epoch", action="store_true", help="our per-epoch test accuracy without TTA (one test run per epoch)")
     a, flags = ap.parse_known_args(argv)
     for flag in flags:
         if flag.split("=")[0] in FIXED_FLAGS:
             sys.exit(f"error: {flag.split('=')[0]} is set by this benchmark (same images and steps as airbench); use --epochs / --batch-size")
+    recipe = RECIPES[a.recipe]
+    a.epochs = recipe.epochs if a.epochs is None else a.epochs
+    a.batch_size = recipe.batch_size if a.batch_size is None else a.batch_size
     for name, value, ok in (("--epochs", a.epochs, a.epochs > 0), ("--seeds", a.seeds, a.seeds >= 1), ("--threads", a.threads, a.threads >= 1),
                               ("--batch-size", a.batch_size, a.batch_size >= 1)):
         if not ok:
@@ -210,20 +265,20 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     torch.set_num_threads(a.threads)  # our evaluation runs in this process
-    a.config = a.config or [ROOT / "configs/fast_cnn.yaml", *([ROOT / "configs/cpu.yaml"] if a.device == "cpu" else [])]
+    a.config = a.config or [ROOT / recipe.config, *([ROOT / "configs/cpu.yaml"] if a.device == "cpu" else [])]
     workdir = a.out / "airbench"
     n_train = write_airbench_data(a.data_dir, workdir / "cifar10")
     max_steps = math.ceil(a.epochs * (n_train // a.batch_size))
     if max_steps < 1:
         sys.exit(f"error: --batch-size {a.batch_size} is larger than the {n_train} training images of --data-dir {a.data_dir}")
-    src = workdir / "airbench94_patched.py"
-    src.write_text(patch_airbench(airbench_source(a.airbench), a.device, a.epochs, 1, a.threads, a.batch_size))
+    src = workdir / f"{Path(recipe.upstream).stem}_patched.py"
+    src.write_text(recipe.patch(airbench_source(a.airbench, recipe.upstream), a.device, a.epochs, 1, a.threads, a.batch_size))
 
     airbench, ours = [], []
     for seed in range(a.seeds):  # alternating, so a change in the machine's load hits both sides alike
-        airbench.append(airbench_summary(run_airbench(src, workdir, a.threads), "0"))
+        airbench.append(airbench_summary(run_airbench(src, workdir, a.threads, recipe.columns), "0", recipe.time_column))
         ours.append(run_fast_cnn(a, seed, max_steps, flags))
-    report = {"epochs": a.epochs, "steps": max_steps, "seeds": a.seeds, "device": a.device, "threads": a.threads}
+    report = {"recipe": a.recipe, "epochs": a.epochs, "steps": max_steps, "seeds": a.seeds, "device": a.device, "threads": a.threads}
     for key, runs in (("airbench", airbench), ("fast_cnn", ours)):
         report[key] = {"test_acc": mean_std([r["test_acc"] for r in runs]), "test_acc_tta": mean_std([r["test_acc_tta"] for r in runs]),
                        "seconds_per_epoch": steady_epoch_seconds([r["train_seconds_per_epoch"] for r in runs]),
@@ -240,15 +295,16 @@ def markdown(report: dict) -> str:
     def acc(s: dict) -> str:
         return "–" if s["mean"] is None else f"{s['mean']:.4f}" + (f" ± {s['std']:.4f}" if s["n"] > 1 else "")
 
+    labels = dict(zip(("airbench", "fast_cnn"), RECIPES[report["recipe"]].labels))
     lines = [f"{report['epochs']} epochs ({report['steps']} steps), {report['seeds']} seed(s), {report['device']}, {report['threads']} threads",
              "", "| recipe | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|"]
     for key in ("airbench", "fast_cnn"):
         r = report[key]
-        lines.append(f"| {key} | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} | {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
-    lines += ["", f"seconds per epoch, fast_cnn / airbench: **{report['seconds_per_epoch_ratio']:.3f}**", ""]
+        lines.append(f"| {labels[key]} | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} | {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
+    lines += ["", f"seconds per epoch, {labels['fast_cnn']} / {labels['airbench']}: **{report['seconds_per_epoch_ratio']:.3f}**", ""]
     per_epoch = [(k, r["val_acc_per_epoch"]) for k in ("airbench", "fast_cnn") for r in report[k]["runs"] if "val_acc_per_epoch" in r]
     if per_epoch:
-        lines += ["Per-epoch test accuracy without TTA:", ""] + [f"- {k}: " + ", ".join(f"{v:.4f}" for v in vals) for k, vals in per_epoch]
+        lines += ["Per-epoch test accuracy without TTA:", ""] + [f"- {labels[k]}: " + ", ".join(f"{v:.4f}" for v in vals) for k, vals in per_epoch]
     return "\n".join(lines) + "\n"
 
 

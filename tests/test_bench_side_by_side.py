@@ -66,3 +66,62 @@ def test_a_data_folder_it_cannot_read_is_one_line_naming_the_flag(tmp_path: Path
 
     with pytest.raises(SystemExit, match=r"^error: --data-dir .*nothing"):
         main(["--airbench", str(tmp_path), "--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
+
+
+# airbench94_muon.py's lines the bench patches, in its spelling; prints its 6-column table (a warm-up run first,
+# which the CPU patch removes along with compile).
+FAKE_AIRBENCH_MUON = '''
+import os, sys, torch
+from math import ceil
+with open(sys.argv[0]) as f:
+    code = f.read()
+@torch.compile
+def zeropower_via_newtonschulz5(G):
+    X = G.bfloat16()
+    return X
+# map_location=torch.device("cuda") self.images.half() mod.half() torch.cuda.Event(enable_timing=True) torch.cuda.synchronize()
+class CifarNet:
+    pass
+def main(run, model):
+    batch_size = 2000
+    train = torch.load('cifar10/train.pt')
+    train_loader = range(len(train['labels']) // batch_size)
+    total_train_steps = ceil(8 * len(train_loader))
+    assert zeropower_via_newtonschulz5(torch.ones(2, 2)).dtype == torch.float32
+    for epoch in range(ceil(total_train_steps / len(train_loader))):
+        print('|  %s  |  %d  |  1.0  |  0.%d  |      |  %.4f  |' % (run if epoch == 0 else '', epoch, 40 + epoch, 5.0 * (epoch + 1)))
+    print('|     |  eval  |  1.0  |  0.6  |  0.65  |  %.4f  |' % (5.0 * epoch + 6))
+    return 0.65
+if __name__ == "__main__":
+    model = CifarNet().cuda()
+    model.compile(mode="max-autotune")
+    main("warmup", model)
+    accs = torch.tensor([main(run, model) for run in range(200)])
+'''
+
+
+def test_muon_recipe_runs_our_muon_config_against_airbench94_muon_patched_for_the_cpu(batches_dir: Path, tmp_path: Path) -> None:
+    from bench.fast_cnn_vs_airbench import main
+
+    fake = tmp_path / "airbench94_muon.py"
+    fake.write_text(FAKE_AIRBENCH_MUON)
+    out = tmp_path / "out"
+    report = main(["--recipe", "muon", "--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out), "--epochs", "2", "--batch-size", "40",
+                   "--threads", "1", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
+    patched = (out / "airbench" / "airbench94_muon_patched.py").read_text()
+    assert "ceil(2.0 * len(train_loader))" in patched and "batch_size = 40" in patched and "range(1)" in patched
+    assert "@torch.compile" not in patched and "bfloat16" not in patched and ".cuda()" not in patched and 'main("warmup"' not in patched
+    assert report["recipe"] == "muon" and report["steps"] == 2 * (150 // 40) == 6
+    ab, ours = report["airbench"], report["fast_cnn"]
+    assert ab["runs"][0]["val_acc_per_epoch"] == [0.40, 0.41] and ab["runs"][0]["test_acc_tta"] == 0.65, "run 0 only: no warm-up rows"
+    assert ab["runs"][0]["train_seconds_per_epoch"] == [5.0, 5.0]
+    assert Path(ours["runs"][0]["run_dir"]).parent.name == "fast_cnn_muon_seed0" and len(ours["runs"][0]["train_seconds_per_epoch"]) == 2
+    assert "optimizer:\n      class_path: lit_models.components.muon.MuonWithSGD" in (Path(ours["runs"][0]["run_dir"]) / "config.yaml").read_text()
+    assert "| airbench94_muon | 0.6000 | 0.6500 | 5.0 |" in (out / "side_by_side.md").read_text()
+
+
+def test_an_airbench94_muon_source_it_does_not_know_is_refused_in_one_line() -> None:
+    from bench.fast_cnn_vs_airbench import patch_airbench_muon
+
+    with pytest.raises(SystemExit, match=r"--airbench: 'ceil\(8 \* len\(train_loader\)\)' not found; this script knows airbench94_muon.py"):
+        patch_airbench_muon("print('some other script')", "cpu", 8, 1, 2)
