@@ -10,7 +10,10 @@ A LightningCLI (``cli/lightning_cli.py``) with what a researcher would otherwise
   from the checkpoint; later flags still override them;
 * W&B is the default logger, offline unless ``WANDB_API_KEY`` is set; nothing waits on a network.
 
-Exit codes: 0 done, 2 bad input (one line naming the flag or path), 3 diverged, 128+N stopped by signal N.
+Exit codes (``core.run_layout.ExitCode``): 0 done, 1 an unexpected error (a traceback), 2 bad input (one line
+naming the flag or path), 3 diverged, 75 the run directory is in use by another process (try again later),
+128+N stopped by signal N. A launcher that sets ``CIFAR_OUTCOME_FILE`` also gets the code and the error
+line there as JSON, so it never has to read the console.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import os
 import sys
 import warnings
+from typing import NoReturn
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -29,17 +33,17 @@ from cli.checkpoints import CheckpointFileError
 from cli.cpu_allocator import tune_cpu_allocator
 from cli.lightning_cli import CIFARCLI, ConfigError
 from cli.loggers import LoggerConfigError
-from cli.parser import USAGE_ERROR_EXIT_CODE
+from cli.parser import UsageExit
 from cli.resume_changes import ResumeChangeError
 from cli.run_dirs import RunDirBusy, RunDirUnwritable
 from cli.session import RunSession, process_rank
 from cli.workers import follow_parent, parent_gone
+from core.run_layout import ExitCode, write_outcome
 from datamodules import CIFAR10DataModule, DataError
 from lit_models import ClassifierModule
 from lit_models.base import CheckpointMismatchError
 
-DIVERGED_EXIT_CODE = 3
-USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException, RunDirBusy, RunDirUnwritable, ResumeChangeError)
+USER_ERRORS = (DataError, CheckpointMismatchError, CheckpointFileError, ConfigError, LoggerConfigError, MisconfigurationException, RunDirUnwritable, ResumeChangeError)
 
 
 def quiet_false_alarms() -> None:
@@ -93,14 +97,30 @@ def main(argv: list[str] | None = None) -> CIFARCLI:
     return cli
 
 
-if __name__ == "__main__":
+def run_as_script() -> NoReturn:
+    """``main()`` with its ending turned into an exit code (and, for a launcher, an outcome record)."""
+    rank0 = process_rank() == 0
     try:
         main()
+        code, error = ExitCode.OK, None
     except RunInterrupted as exc:
-        sys.exit(exc.exit_code if process_rank() == 0 else 0)  # Lightning SIGKILLs rank 0 when a worker exits non-zero
-    except DivergenceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(DIVERGED_EXIT_CODE)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(USAGE_ERROR_EXIT_CODE)
+        code, error = (exc.exit_code if rank0 else 0), str(exc)  # Lightning SIGKILLs rank 0 when a worker exits non-zero
+    except UsageExit as exc:  # printed by the parser
+        code, error = exc.code, exc.line
+    except (DivergenceError, RunDirBusy, *USER_ERRORS) as exc:
+        code = ExitCode.DIVERGED if isinstance(exc, DivergenceError) else ExitCode.BUSY if isinstance(exc, RunDirBusy) else ExitCode.BAD_INPUT
+        error = str(exc)
+        print(f"error: {error}", file=sys.stderr)
+    except SystemExit as exc:  # --help, --print_config
+        code, error = (exc.code if isinstance(exc.code, int) else ExitCode.FAILED if exc.code else ExitCode.OK), None
+    except BaseException as exc:  # a bug or a broken environment: the traceback is what helps, so it is kept
+        if rank0:
+            write_outcome(ExitCode.FAILED, " ".join(f"{type(exc).__name__}: {exc}".split())[:400])
+        raise
+    if rank0:
+        write_outcome(code, error)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run_as_script()

@@ -51,6 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.run_layout import checkpoint, newest_run  # noqa: E402  - after the path is set
+
 # What must match airbench's run: the whole training split, its batch size and its step count.
 FIXED_FLAGS = ("--data.val_size", "--data.batch_size", "--data.drop_last", "--trainer.max_steps", "--trainer.max_epochs", "--data.data_dir")
 COLUMNS = ("run", "epoch", "train_loss", "train_acc", "val_acc", "tta_val_acc", "total_time_seconds")
@@ -203,13 +205,13 @@ def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[s
     train_py("fit", *configs, *common, "--run_name", name, "--seed_everything", str(seed),
              "--trainer.max_steps", str(max_steps), "--trainer.max_epochs", str(math.ceil(a.epochs)), "--data.batch_size", str(a.batch_size),
              *flags, threads=a.threads)
-    run = sorted((runs / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
+    run = newest_run(runs, name)
     from scripts.evaluate_checkpoints import test_accuracy
 
     log = list(csv.DictReader(open(run / "epoch_log.csv")))
     if int(log[-1]["step"]) != max_steps:
         sys.exit(f"error: {run} stopped at step {log[-1]['step']}, not airbench's {max_steps}: check the flags given to train.py")
-    last, evals = run / "checkpoints" / "last.ckpt", str(a.out / "eval")
+    last, evals = checkpoint(run, "last"), str(a.out / "eval")
     result = {"run_dir": str(run), "train_seconds_per_epoch": [float(r["train_seconds"]) for r in log],
               "test_acc": test_accuracy(last, "none", common[:4], evals)}
     if a.per_epoch:  # its last row is last.ckpt with TTA: the TTA figure, not evaluated twice

@@ -1,9 +1,9 @@
-"""``status.json``: a run's one-record summary (status, step, wall time, segments), read by people and studies.
+"""``status.json`` kept current while a run trains: a run's one-record summary (status, step, wall time, segments), read by people and studies.
 
 The command-line layer writes it when a training segment starts and when it ends (``cli/run_dirs.py``);
 ``LastCheckpoint`` brings it up to date at every ``last.ckpt`` it saves (:func:`record_progress`), so that
 while a run trains its record says how far it got, not the step it started from. It lives here, below
-both, because callbacks never import the command-line layer.
+both, because callbacks never import the command-line layer; the file itself is ``core/run_layout.py``'s.
 
 While a segment runs, ``wall_s`` is the run's wall time up to the newest ``last.ckpt`` and
 ``wall_s_before_segment`` the part of it that earlier segments took; once the segment ends, ``wall_s`` is
@@ -12,26 +12,10 @@ the total again and the second field is gone.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
-STATUS_FILE = "status.json"
-
-
-def read_status(run_dir: Path) -> dict:
-    """The run's ``status.json`` record ({} when there is none yet)."""
-    path = Path(run_dir) / STATUS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def write_status_record(run_dir: Path, record: dict) -> None:
-    """Atomically: a reader (a study, ``cat``) never sees half a record."""
-    path = Path(run_dir) / STATUS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+from core.run_layout import read_status, write_status_record
 
 
 def earlier_segments_wall_s(record: dict) -> float:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from cli.checkpoints import checkpoint_config, read_checkpoint
+from core.run_layout import CHECKPOINT_DIR
 
 if TYPE_CHECKING:
     from cli.session import RunSession
@@ -40,7 +41,7 @@ def flag_values(args: list[str], flags: tuple[str, ...]) -> list[str]:
 def run_name_of_checkpoint(path: str) -> str:
     """``runs/<name>/version_k/checkpoints/x.ckpt`` -> ``<name>``; any other file -> its stem."""
     p = Path(path).resolve()
-    return p.parents[2].name if p.parent.name == "checkpoints" and len(p.parents) > 2 else p.stem
+    return p.parents[2].name if p.parent.name == CHECKPOINT_DIR and len(p.parents) > 2 else p.stem
 
 
 def default_run_name(args: list[str]) -> str:

@@ -10,9 +10,10 @@ from typing import Any, NoReturn
 from lightning.pytorch.cli import LightningArgumentParser
 
 from cli.count_or_fraction import ints_first
+from core.run_layout import ExitCode
 from cli.unknown_keys import unknown_key_message
 
-USAGE_ERROR_EXIT_CODE = 2
+USAGE_ERROR_EXIT_CODE = ExitCode.BAD_INPUT
 _parsed_args: ContextVar[list[str]] = ContextVar("parsed_args", default=[])  # what the error names the flag or file from
 
 
@@ -61,11 +62,22 @@ class OneLineErrorParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:
             super().error(message, ex)
-        print(f"error: {unknown_key_message(str(message), self, _parsed_args.get()) or one_line(message)}", file=sys.stderr)
-        sys.exit(USAGE_ERROR_EXIT_CODE)
+        _exit_with(unknown_key_message(str(message), self, _parsed_args.get()) or one_line(message))
+
+
+class UsageExit(SystemExit):
+    """A usage error, already printed as one line; it carries that line for the run's outcome record."""
+
+    def __init__(self, line: str):
+        super().__init__(USAGE_ERROR_EXIT_CODE)
+        self.line = line
+
+
+def _exit_with(line: str) -> NoReturn:
+    print(f"error: {line}", file=sys.stderr)
+    raise UsageExit(line)
 
 
 def usage_error(message: str) -> NoReturn:
     """The same one-line error for checks made after parsing (ranges, files, run directories)."""
-    print(f"error: {one_line(message)}", file=sys.stderr)
-    sys.exit(USAGE_ERROR_EXIT_CODE)
+    _exit_with(one_line(message))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -26,14 +25,13 @@ from pathlib import Path
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
-from callbacks.status_file import earlier_segments_wall_s, read_status, write_status_record
+from callbacks.status_file import earlier_segments_wall_s
 from core.lightning_internals import hpc_checkpoints
+from core.run_layout import CONFIG_FILE, LOCK_FILE, checkpoint, lock_holder, next_version, read_status, run_dir_of_checkpoint, run_name, versions, write_status_record
 
 RUN_DIR_ENV = "CIFAR_RUN_DIR"  # DDP worker processes re-run train.py: they join rank 0's directory ...
 RESUME_CKPT_ENV = "CIFAR_RESUME_CKPT"  # ... and resume from the same checkpoint
-CONFIG_FILE = "config.yaml"
 SLURM_JOB_FILE = "slurm_job_id"
-LOCK_FILE = ".lock"  # in each run directory: held by the process training there
 LAUNCH_LOCK_FILE = ".launch.lock"  # in the runs directory: held while a fit plans and takes its run directory
 LAUNCH_WAIT_S = 60.0  # another launch holds it for milliseconds; this long means a stopped or hung process
 # Files that make a run directory worth keeping even if the run later failed.
@@ -80,16 +78,6 @@ def runs_dir_problem(runs_dir: str | Path) -> str | None:
     return None
 
 
-def _version(path: Path) -> int:
-    return int(path.name.split("_", 1)[1])
-
-
-def versions(base: Path) -> list[Path]:
-    if not base.is_dir():
-        return []
-    return sorted((p for p in base.iterdir() if re.fullmatch(r"version_\d+", p.name)), key=_version)
-
-
 def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     """``runs_dir/name/version_<k>`` with k one past the highest existing version, created atomically."""
     base = Path(runs_dir) / name
@@ -98,8 +86,7 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     except OSError as exc:  # read-only, permission denied, a file in the way, disk full
         raise _unwritable(base, exc) from None
     while True:
-        existing = versions(base)
-        candidate = base / f"version_{_version(existing[-1]) + 1 if existing else 0}"
+        candidate = next_version(base)
         try:
             candidate.mkdir()
             return candidate
@@ -111,23 +98,8 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
     """The run's newest resumable state: ``checkpoints/last.ckpt`` or a SLURM ``hpc_ckpt_<n>.ckpt``."""
-    candidates = [p for p in [run_dir / "checkpoints" / "last.ckpt", *hpc_checkpoints(run_dir)] if p.is_file()]
+    candidates = [p for p in [checkpoint(run_dir, "last"), *hpc_checkpoints(run_dir)] if p.is_file()]
     return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
-
-
-def lock_holder(run_dir: Path) -> str | None:
-    """The pid of the live process (this one included) that holds the run directory's lock, else None."""
-    try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
-    except BlockingIOError:
-        return os.read(fd, 32).decode().strip() or "another process"
-    finally:
-        os.close(fd)  # also releases the probe's own lock
 
 
 def latest_resumable_run(runs_dir: str | Path, name: str) -> tuple[Path, Path] | None:
@@ -160,7 +132,7 @@ def slurm_run_dir(runs_dir: str | Path, name: str, job: str) -> Path | None:
 def is_own_last_checkpoint(ckpt: Path) -> Path | None:
     """The run directory whose newest state ``ckpt`` is (so resuming from it continues that run in place)."""
     ckpt = ckpt.resolve()
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    run_dir = run_dir_of_checkpoint(ckpt)
     newest = newest_checkpoint(run_dir) if (run_dir / CONFIG_FILE).is_file() else None
     return run_dir if newest is not None and newest.resolve() == ckpt else None
 
@@ -174,7 +146,7 @@ def plan_run(subcommand: str, runs_dir: str | Path, name: str, ckpt_path: str | 
     if os.environ.get("LOCAL_RANK", "0") != "0" and os.environ.get(RUN_DIR_ENV):
         return RunPlan(Path(os.environ[RUN_DIR_ENV]), os.environ.get(RESUME_CKPT_ENV) or ckpt_path, fresh=False)
     if subcommand != "fit":
-        return RunPlan(new_run_dir(runs_dir, f"{name}-{subcommand}"), ckpt_path, fresh=True)
+        return RunPlan(new_run_dir(runs_dir, run_name(name, subcommand)), ckpt_path, fresh=True)
     if process_rank() != 0:
         return _plan_fit(runs_dir, name, ckpt_path)
     for abandoned in list(_planned):  # planned by an earlier call in this process that never began its run
@@ -344,7 +316,7 @@ def start_segment(run_dir: Path, global_step: int) -> None:
     previous = read_status(run_dir)
     wall = earlier_segments_wall_s(previous)
     if previous.get("status") == "running" and "segment_started" in previous:
-        last = run_dir / "checkpoints" / "last.ckpt"
+        last = checkpoint(run_dir, "last")
         if last.is_file():
             wall += max(0.0, last.stat().st_mtime - float(previous["segment_started"]))
     record = {"status": "running", "global_step": int(global_step), "wall_s": round(wall, 1),

@@ -19,12 +19,9 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from callbacks.console import command_for_user
 from callbacks.divergence import DivergenceError
 from callbacks.interrupts import STOP, RunInterrupted, StartupInterrupted, signal_name
-from callbacks.status_file import STATUS_FILE, write_status_record
+from core.run_layout import CONFIG_FILE, STATUS_FILE, read_status, write_status_record
 from cli.loggers import restore_csv_history, set_aside_csv_history
-from cli.run_dirs import (
-    CONFIG_FILE, RunPlan, discard_if_empty, lock_run_dir, process_rank, read_status, restore_status, share_with_workers, start_segment,
-    unlock_run_dir, write_status,
-)
+from cli.run_dirs import RunPlan, discard_if_empty, lock_run_dir, process_rank, restore_status, share_with_workers, start_segment, unlock_run_dir, write_status
 from cli.resume_changes import ResumeChanges
 from lit_models.base import CheckpointMismatchError
 

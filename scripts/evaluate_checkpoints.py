@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.run_layout import checkpoint  # noqa: E402  - after the path is set
+
 
 def test_accuracy(ckpt: Path, tta: str, flags: list[str], runs_dir: str) -> float:
     import train
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, str]]:
         for ckpt in ckpts:
             epoch = str(int(re.sub(r"\D", "", ckpt.stem)))
             rows.append({"checkpoint": ckpt.name, **log.get(epoch, {"epoch": epoch}), "tta": own.tta, "test_acc": f"{test_accuracy(ckpt, own.tta, flags, runs_dir):.4f}"})
-        last = own.run_dir / "checkpoints" / "last.ckpt"
+        last = checkpoint(own.run_dir, "last")
         if last.is_file():
             rows.append({"checkpoint": last.name, "epoch": "final", "tta": own.final_tta, "test_acc": f"{test_accuracy(last, own.final_tta, flags, runs_dir):.4f}"})
     columns = ["checkpoint", "epoch", "step", "train_loss", "train_acc", "train_seconds", "total_train_seconds", "tta", "test_acc"]

@@ -24,6 +24,7 @@ import yaml
 
 from callbacks.outputs import plt, save_figure
 from cli.run_dirs import new_run_dir
+from core.run_layout import CONFIG_FILE, read_status, versions
 from studies.config_diff import differing_keys, flatten, labels
 from studies.evaluations import credited_test
 from studies.naming import format_value
@@ -65,7 +66,7 @@ def check_run_dir(path: Path) -> None:
     if not path.is_dir():
         raise NotARun(f"{path} is a file, not a run directory; pass runs/<name>/version_<k>")
     if not (path / "config.yaml").is_file():
-        inside = sorted(p.name for p in path.glob("version_*") if (p / "config.yaml").is_file())
+        inside = [p.name for p in versions(path) if (p / CONFIG_FILE).is_file()]
         hint = f"it holds {', '.join(inside)}: pass {path / inside[-1]}" if inside else "pass runs/<name>/version_<k>"
         raise NotARun(f"{path} is not a run directory (no config.yaml); {hint}")
 
@@ -75,7 +76,7 @@ def load_run(path: Path) -> RunInfo:
     check_run_dir(path)
     try:
         info = RunInfo(path, flatten(yaml.safe_load((path / "config.yaml").read_text()) or {}))
-        status = json.loads((path / "status.json").read_text()) if (path / "status.json").is_file() else None
+        status = read_status(path) or None
         own = path / "per_class_accuracy.json"
         own_test = json.loads(own.read_text()).get("test") if own.is_file() else None
     except (yaml.YAMLError, ValueError, OSError) as exc:

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from core.run_layout import CHECKPOINT_DIR, run_name, versions
 from studies.results import TEST_RUN_NAME, fit_run_dir, read_curve
 
-EVAL_SUFFIX = "-test"
 
 
 def _eval_dirs(run_dir: Path) -> list[Path]:
@@ -27,7 +27,7 @@ def _eval_dirs(run_dir: Path) -> list[Path]:
     seed folder) and its name folder's siblings (``runs/<name>-test/``)."""
     found = []
     for base in dict.fromkeys((run_dir.parent, run_dir.parent.parent)):
-        found += [p for p in base.glob(f"*{EVAL_SUFFIX}/version_*") if (p / "per_class_accuracy.json").is_file()]
+        found += [p for evals in base.glob(run_name("*", "test")) for p in versions(evals) if (p / "per_class_accuracy.json").is_file()]
     return found
 
 
@@ -52,7 +52,7 @@ def _evaluated(eval_dir: Path, run_dir: Path, ckpt: str | None, runs_dir: str | 
     None if it recorded no checkpoint."""
     if not ckpt:
         return None
-    ckpt_path, own = Path(ckpt), (run_dir / "checkpoints").resolve()
+    ckpt_path, own = Path(ckpt), (run_dir / CHECKPOINT_DIR).resolve()
     if ckpt_path.exists():
         return ckpt_path.resolve().parent == own
     # The tree was moved since (copied off a cluster, say): the checkpoint relative to the evaluation's runs_dir.

@@ -14,15 +14,24 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from studies.flags import STUDY_OWNED, FitParser, keys_in_argv, same_flag, to_argv
 from studies.plots import all_plots
 from studies.results import read_run
-from studies.runner import StudyInterrupted, StudyRunner, open_bar
+from studies.launchers import Launcher, StudyInterrupted, StudyLaunchError, open_bar
+from studies.launchers.local import LocalLauncher
+from studies.slurm_options import KEYS as SLURM_KEYS
+from studies.slurm_options import SlurmOptionError, SlurmOptions, slurm_options
 from studies.spec import Cell, StudySpec, StudySpecError, load_spec
 from studies.store import StudyDirError, claim, lock_study_dir
 from studies.summary import problems, summarise, write_csv, write_markdown
+from studies.spec import ROOT
+from studies.tasks import TaskPlanner
 from studies.wandb_sweep import export_sweep
+
+
+LAUNCHER_CHOICES = ("local", "slurm", "submitit-local")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -32,6 +41,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (CPU threads split between them; with GPUs one run per device)")
     ap.add_argument("--export-wandb-sweep", nargs="?", const="", default=None, metavar="PATH",
                     help="write the study as a W&B sweep YAML (default DIR/wandb_sweep.yaml) and exit")  # fmt: skip
+    ap.add_argument("--storage", default=None, metavar="URL",
+                    help="search studies: keep the trials in this database (postgresql://..., mysql://..., sqlite:///...) instead of DIR/optuna.journal")  # fmt: skip
+    ap.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="local",
+                    help="local: runs on this machine (--jobs at once); slurm: one SLURM job per run (submitit), resources from the "
+                         "study file's slurm: block and --slurm.* flags; submitit-local: the slurm launcher's path on this machine")  # fmt: skip
+    ap.add_argument("--no-wait", action="store_true", help="--launcher slurm: exit after submitting; the same command later reports and submits what is left")
+    for key in SLURM_KEYS:
+        ap.add_argument(f"--slurm.{key}", dest=f"slurm_{key}", default=None, metavar="VALUE", action="append" if key in ("sbatch", "setup") else "store",
+                        help=argparse.SUPPRESS)  # fmt: skip
     args, extra = ap.parse_known_args(argv)
     if args.jobs < 1:
         ap.error(f"--jobs must be >= 1, got {args.jobs}")
@@ -89,13 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.study)
         check_extra_args(spec, extra)
+        if args.storage is not None and not spec.search:
+            raise StudySpecError(f"--storage is for search studies; {spec.path} has no search: block")
         out = (args.out or Path("runs/studies") / spec.name).resolve()
         if args.export_wandb_sweep is not None:
             path = export_sweep(spec, extra, Path(args.export_wandb_sweep) if args.export_wandb_sweep else out / "wandb_sweep.yaml")
             print(f"W&B sweep written to {path}; run `wandb sweep {path}`, then `wandb agent <sweep-id>` on each machine (from the repository root).")
             return 0
         check_flags(spec, extra)
+        options = slurm_options(spec.slurm, {k: getattr(args, f"slurm_{k}") for k in SLURM_KEYS})
+        if args.launcher == "local" and (args.no_wait or any(getattr(args, f"slurm_{k}") is not None for k in SLURM_KEYS)):
+            raise StudySpecError("--no-wait and --slurm.* flags are for --launcher slurm")
         lock = lock_study_dir(out, shared=spec.search is not None)
+    except SlurmOptionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (StudySpecError, StudyDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -103,50 +129,88 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {out}: cannot create the study directory there ({exc.strerror or exc})", file=sys.stderr)
         return 2
     try:
-        return _run(spec, out, extra, args.jobs, started)
-    except StudyDirError as exc:
+        return _run(spec, out, extra, args, options, started)
+    except (StudyDirError, StudyLaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         os.close(lock)  # releases the study directory (the OS does it too if this process dies)
 
 
-def _run(spec: StudySpec, out: Path, extra: list[str], jobs: int, started: float) -> int:
+def _launcher(planner: TaskPlanner, args: argparse.Namespace, options: SlurmOptions) -> Launcher:
+    if args.launcher == "local":
+        return LocalLauncher(planner, jobs=args.jobs)
+    from studies.launchers.slurm import SlurmLauncher
+
+    return SlurmLauncher(planner, options, wait=not args.no_wait, cluster="local" if args.launcher == "submitit-local" else "slurm")
+
+
+def _run(spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace, options: SlurmOptions, started: float) -> int:
     cells = [] if spec.search else spec.cells()
     claim(out, spec, extra, cells)
-    runner = StudyRunner(spec, out, extra, jobs=jobs)
-    print(f"Study {spec.name}: {out}  ({'search' if spec.search else f'{len(cells)} cells'} x {len(spec.seeds)} seeds, {jobs} at once)", flush=True)
+    planner = TaskPlanner(spec, out, extra)
+    launcher = _launcher(planner, args, options)
+    at_once = f"{args.jobs} at once" if args.launcher == "local" else f"{args.launcher}, {options.array_parallelism if not spec.search else options.workers} at once"
+    print(f"Study {spec.name}: {out}  ({'search' if spec.search else f'{len(cells)} cells'} x {len(spec.seeds)} seeds, {at_once})", flush=True)
     try:
+        if spec.search and args.launcher != "local":
+            return _submit_search_workers(spec, out, extra, args, launcher)
         if spec.search:
-            cells = _run_search(spec, out, runner)
+            cells = _run_search(spec, out, planner, launcher, args.storage)
         else:
-            tasks = [runner.task(c, s) for c in cells for s in spec.seeds]
+            tasks = [planner.task(c, s) for c in cells for s in spec.seeds]
             done = sum(t.phase == "done" for t in tasks)
             if done:
                 print(f"{done} of {len(tasks)} runs already finished (kept, not re-run)", flush=True)
             with open_bar(len(tasks), done, spec.name) as bar:
-                runner.run(tasks, bar)
+                launcher.run(tasks, bar)
     except StudyInterrupted as exc:
-        print(f"\nStudy interrupted ({exc}). Resume with:\n  {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}", file=sys.stderr)
+        print(f"\nStudy interrupted ({exc}): {launcher.interrupted_note()}. Resume with:\n  {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}", file=sys.stderr)
         if not spec.search:
             summarise_study(spec, out, cells, echo=False)
         return 128 + exc.signum
+    if getattr(launcher, "submitted_only", False):  # --no-wait
+        summarise_study(spec, out, cells, echo=False)
+        print(f"Submitted; the study goes on without this process. Re-run the same command (with or without --no-wait) to see where it stands: {out}/summary.md")
+        return 0
     failures = summarise_study(spec, out, cells)
     print(f"Study wall time (this command): {time.monotonic() - started:.0f} s")
     return 1 if failures else 0
 
 
-def _run_search(spec: StudySpec, out: Path, runner: StudyRunner) -> list[Cell]:
+def _submit_search_workers(spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace, launcher: Any) -> int:
+    """A search under SLURM: ``workers`` jobs, each this command with the local launcher, share the Optuna storage."""
+    from studies.launchers.slurm import SearchWorkerJob
+
+    argv = [str(ROOT / "scripts" / "study.py"), str(spec.path.resolve()), "--out", str(out), "--launcher", "local", "--jobs", "1",
+            *(["--storage", args.storage] if args.storage else []), *extra]  # fmt: skip
+    workers = launcher.options.workers
+    ids = sorted(launcher.scheduler.active([j for k, j in launcher.recorded().items() if k.startswith("search-worker")]))
+    if ids:  # a re-run while the search goes on: follow it, submit no more workers
+        print(f"{len(ids)} search worker job(s) already queued or running: {' '.join(ids)}", flush=True)
+    else:
+        ids = launcher.submit([SearchWorkerJob(argv) for _ in range(workers)], [f"search-worker-{time.time_ns()}-{i}" for i in range(workers)], spec.name)
+        print(f"Submitted {workers} search worker job(s): {' '.join(ids)}", flush=True)
+    if args.no_wait:
+        return 0
+    launcher.wait_for(ids)
+    from studies.search import open_search, search_cells
+
+    failures = summarise_study(spec, out, search_cells(open_search(spec, out, args.storage), spec))
+    return 1 if failures else 0
+
+
+def _run_search(spec: StudySpec, out: Path, planner: TaskPlanner, launcher: Launcher, storage: str | None) -> list[Cell]:
     from studies.search import finished, open_search, run_search, search_cells
 
-    study = open_search(spec, out)
+    study = open_search(spec, out, storage)
     per_trial = len(spec.seeds)
     with open_bar(spec.search.trials * per_trial, min(finished(study), spec.search.trials) * per_trial, spec.name) as bar:
 
         def run_cell(cell: Cell) -> None:
-            tasks = [runner.task(cell, s) for s in spec.seeds]
+            tasks = [planner.task(cell, s) for s in spec.seeds]
             bar.update(sum(t.phase == "done" for t in tasks))
-            runner.run(tasks, bar)
+            launcher.run(tasks, bar)
 
         run_search(study, spec, out, run_cell, bar.write)
     return search_cells(study, spec)

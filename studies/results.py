@@ -11,10 +11,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.run_layout import STATUS_FILE, checkpoint, read_status, run_versions, signal_of, versions
 
 LOG_FILE, LAUNCH_FILE, TEST_RUN_NAME = "train.log", "study_run.json", "eval"
 STATUS_OF = {"completed": "ok", "diverged": "diverged", "failed": "failed"}  # status.json -> summary status
@@ -24,31 +25,23 @@ def seed_dir(out: Path, cell: str, seed: int) -> Path:
     return out / cell / f"seed{seed}"
 
 
-def _versions(base: Path) -> list[Path]:
-    if not base.is_dir():
-        return []
-    return sorted((p for p in base.iterdir() if re.fullmatch(r"version_\d+", p.name)), key=lambda p: int(p.name.split("_")[1]))
-
-
 def fit_run_dir(seed_path: Path) -> Path | None:
     """The newest version that got anywhere (a status or a checkpoint); a version killed before its first
     checkpoint is left behind by train.py and a later launch starts the next one."""
-    versions = _versions(seed_path)
-    useful = [v for v in versions if (v / "status.json").is_file() or (v / "checkpoints" / "last.ckpt").is_file()]
-    return (useful or versions or [None])[-1]
+    found = versions(seed_path)
+    useful = [v for v in found if (v / STATUS_FILE).is_file() or checkpoint(v, "last").is_file()]
+    return (useful or found or [None])[-1]
 
 
 def fit_status(seed_path: Path) -> str | None:
     """``completed``/``diverged``/``failed``/``interrupted`` from the run's status.json; None if it never ended."""
     run_dir = fit_run_dir(seed_path)
-    if run_dir is None or not (run_dir / "status.json").is_file():
-        return None
-    return json.loads((run_dir / "status.json").read_text()).get("status")
+    return read_status(run_dir).get("status") if run_dir is not None else None
 
 
 def test_result(seed_path: Path) -> dict[str, Any] | None:
     """The ``test`` entry of the newest finished test evaluation (overall and per-class accuracy)."""
-    for version in reversed(_versions(seed_path / f"{TEST_RUN_NAME}-test")):
+    for version in reversed(run_versions(seed_path, TEST_RUN_NAME, "test")):
         path = version / "per_class_accuracy.json"
         if path.is_file() and "test" in (data := json.loads(path.read_text())):
             return data["test"]
@@ -65,19 +58,6 @@ def record_launch(seed_path: Path, command: str, exit_code: int, error: str | No
     record[command] = {"exit_code": exit_code, "error": error}
     seed_path.mkdir(parents=True, exist_ok=True)
     (seed_path / LAUNCH_FILE).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def last_error_line(log: Path, since: int = 0) -> str | None:
-    """The error a command printed last (``error: ...`` from train.py, else the last line of a traceback)."""
-    if not log.is_file():
-        return None
-    with open(log, errors="replace") as fh:
-        fh.seek(since)
-        lines = [line.strip() for line in fh.read().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    if errors:
-        return errors[-1].removeprefix("error:").strip()
-    return lines[-1] if lines else None
 
 
 def read_curve(path: Path) -> tuple[list[int], list[float]]:
@@ -134,15 +114,14 @@ def read_run(out: Path, cell: str, seed: int) -> RunResult:
             result.best_val_acc, result.best_step = best, next(s for v, s in finite if v == best)
         tail = result.loss[-20:]
         result.final_train_loss = sum(tail) / len(tail) if tail else math.nan
-        if (run_dir / "status.json").is_file():
-            status = json.loads((run_dir / "status.json").read_text())
+        if status := read_status(run_dir):
             result.wall_s = status.get("wall_s")
             result.status = STATUS_OF.get(status.get("status"), "pending")
             result.error = status.get("error")
             if result.status == "diverged" and result.error:  # a result, not an error: keep its first sentence
                 result.error = result.error.removeprefix("DivergenceError: ").split(". ")[0]
     fit_launch = launch.get("fit") or {}
-    if result.status == "pending" and fit_launch.get("exit_code") not in (None, 0) and fit_launch["exit_code"] < 128:
+    if result.status == "pending" and fit_launch.get("exit_code") not in (None, 0) and signal_of(fit_launch["exit_code"]) is None:
         result.status, result.error = "failed", fit_launch.get("error")  # refused before a run directory existed
     if result.status == "failed" and not result.error:
         result.error = fit_launch.get("error") or "failed (see train.log)"

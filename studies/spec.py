@@ -17,6 +17,7 @@
       source: "report 002, table 1"
       metric: test/acc                      # test/acc (needs test: true), val/acc (best), val/acc_last
       values: {lr=0.001: 0.48}              # per cell, as fractions
+    slurm: {partition: gpu, time: "2:00:00", gpus_per_task: 1}   # optional: resources for --launcher slurm (studies/slurm_options.py)
 
 With both ``grid`` and ``cells``, every named cell is combined with every grid point; with neither, the
 study is one cell named after it (the config as it is, over the seeds: a reproduction). Everything wrong
@@ -36,11 +37,12 @@ import yaml
 
 from studies.flags import STUDY_OWNED, canonical_argv, canonical_flags, same_flag
 from studies.naming import SAFE_NAME, cell_name, short_keys
+from studies.slurm_options import SlurmOptionError, slurm_options
 from studies.study_yaml import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = {"val/acc": "max", "train/loss": "min"}  # what each metric is read from: studies.results
-KEYS = ("name", "config", "description", "flags", "grid", "cells", "seeds", "seed_flags", "metric", "test", "search", "reported")
+KEYS = ("name", "config", "description", "flags", "grid", "cells", "seeds", "seed_flags", "metric", "test", "search", "reported", "slurm")
 TEST_CHECKPOINTS = ("best", "last")
 REPORTED_METRICS = ("test/acc", "val/acc", "val/acc_last")  # what a report's figure is compared with: studies.results.RunResult.value
 SEARCH_KEYS = ("trials", "params", "sampler_seed")
@@ -103,6 +105,7 @@ class StudySpec:
     test_checkpoint: str = "best"  # which checkpoint the test split evaluates: best (by val/acc) or last
     search: SearchSpec | None = None
     reported: Reported | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)  # the raw block; studies.slurm_options reads it
 
     @property
     def higher_is_better(self) -> bool:
@@ -275,6 +278,12 @@ def parse_spec(path: Path, text: str) -> StudySpec:
     _check_overlaps(spec)
     if raw.get("reported") is not None:
         spec.reported = _reported(spec, raw["reported"])
+    if raw.get("slurm") is not None:
+        try:
+            slurm_options(raw["slurm"], {})
+        except SlurmOptionError as exc:
+            raise _fail(path, str(exc)) from None
+        spec.slurm = raw["slurm"]
     return spec
 
 

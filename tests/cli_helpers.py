@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from core.run_layout import versions
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,7 +50,7 @@ def base_args(data_dir: Path, runs_dir: Path, *extra: str, logger: str | None = 
 
 
 def only_run_dir(runs_dir: Path) -> Path:
-    dirs = sorted(p for p in runs_dir.glob("*/version_*"))
+    dirs = [v for name in sorted(runs_dir.iterdir()) for v in versions(name)]
     assert len(dirs) == 1, dirs
     return dirs[0]
 

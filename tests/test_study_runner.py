@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from studies.runner import StudyRunner, Task, open_bar
+from studies.launchers import open_bar
+from studies.launchers.local import LocalLauncher
+from studies.tasks import Task, TaskPlanner
 from studies.spec import parse_spec
 
 # Stands in for train.py fit: records when it ran and what it was given, then leaves a completed status.json.
@@ -28,11 +30,15 @@ keys = ("OMP_NUM_THREADS", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE", "WANDB_NAME")
 """
 
 
-class FakeRunner(StudyRunner):
+class FakePlanner(TaskPlanner):
     sleep_s = 1.5
 
     def fit_argv(self, task: Task) -> list[str]:
         return [sys.executable, "-c", FAKE_FIT, str(task.path), str(self.sleep_s)]
+
+
+def FakeRunner(spec: object, out: Path, extra: list[str], jobs: int = 1, echo: object = print, planner: type = FakePlanner) -> LocalLauncher:  # noqa: N802
+    return LocalLauncher(planner(spec, out, extra), jobs=jobs, echo=echo)
 
 
 @pytest.fixture
@@ -41,8 +47,8 @@ def spec(tmp_path: Path):  # noqa: ANN201
     return parse_spec(tmp_path / "fake.yaml", text)
 
 
-def _run(runner: StudyRunner, spec: object) -> list[Task]:
-    tasks = [runner.task(c, s) for c in spec.cells() for s in spec.seeds]
+def _run(runner: LocalLauncher, spec: object) -> list[Task]:
+    tasks = [runner.planner.task(c, s) for c in spec.cells() for s in spec.seeds]
     with open_bar(len(tasks), 0, "fake") as bar:
         runner.run(tasks, bar)
     return tasks
@@ -60,7 +66,7 @@ def test_jobs_2_runs_two_at_once_with_half_the_threads_and_the_wandb_grouping(sp
 
 
 def test_a_run_directory_held_by_a_live_process_is_waited_for_not_trained_beside(spec: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("studies.runner.BUSY_RETRY_S", 0.2)
+    monkeypatch.setattr("studies.launchers.local.BUSY_RETRY_S", 0.2)
     run_dir = tmp_path / "out" / "hidden_sizes=10" / "seed0" / "version_0"
     run_dir.mkdir(parents=True)
     fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)
@@ -94,7 +100,7 @@ def test_a_run_killed_outright_makes_the_study_exit_1_not_0(spec: object, tmp_pa
     """A child SIGKILLed (say by the OOM killer) leaves its run ``running``: the study must not report success."""
     from studies.main import summarise_study
 
-    class KilledRunner(FakeRunner):
+    class KilledPlanner(FakePlanner):
         sleep_s = 0.0
 
         def fit_argv(self, task: Task) -> list[str]:
@@ -102,7 +108,7 @@ def test_a_run_killed_outright_makes_the_study_exit_1_not_0(spec: object, tmp_pa
             return [sys.executable, "-c", killed, str(task.path), str(self.sleep_s)]
 
     out = tmp_path / "out"
-    _run(KilledRunner(spec, out, [], jobs=1, echo=lambda _: None), spec)
+    _run(FakeRunner(spec, out, [], jobs=1, echo=lambda _: None, planner=KilledPlanner), spec)
     assert summarise_study(spec, out, spec.cells(), echo=False) == 2
     assert "PENDING hidden_sizes=10 seed 0" in (out / "summary.md").read_text()
 
@@ -114,6 +120,6 @@ def test_test_true_without_a_best_checkpoint_is_reported_not_skipped(tmp_path: P
     spec = parse_spec(tmp_path / "fake.yaml", text)
     out = tmp_path / "out"
     tasks = _run(FakeRunner(spec, out, [], jobs=1, echo=lambda _: None), spec)  # completes without a best.ckpt
-    assert FakeRunner(spec, out, [], jobs=1).next_phase(tasks[0]) == "done"
+    assert FakePlanner(spec, out, []).next_phase(tasks[0]) == "done"
     assert summarise_study(spec, out, spec.cells(), echo=False) == 1
     assert "no checkpoints/best.ckpt to test" in (out / "summary.md").read_text()
