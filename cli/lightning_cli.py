@@ -8,7 +8,9 @@ Only documented LightningCLI hooks are overridden (``parse_arguments``, ``before
 from __future__ import annotations
 
 import copy
+import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from callbacks.last_checkpoint import LastCheckpoint
 from callbacks.learning_curves import LearningCurves
 from callbacks.lr_schedule import LRScheduleMonitor
 from callbacks.per_class import PerClassAccuracy
+from callbacks.phase_times import PHASES_ENV, PhaseTimes
 from callbacks.prediction_writer import PredictionCSVWriter
 from cli.argv import prepare_argv
 from cli.checkpoints import read_checkpoint
@@ -185,6 +188,8 @@ class CIFARCLI(LightningCLI):
         config = yaml.safe_load(self.session.saved_config)
         for logger in self.trainer.loggers:
             logger.log_hyperparams(config)  # the whole resolved config (trainer, seed, model class, data) in W&B/CSV/TB
+        if (phases := os.environ.get(PHASES_ENV)) and process_rank() == 0:  # bench/end_to_end.py's breakdown
+            self.trainer.callbacks.append(PhaseTimes(phases, {"start": self.session.started, "built": time.monotonic()}))
 
     def _check_optimizer(self) -> None:
         """Build the optimizer and scheduler once on a dummy parameter: a bad value (lr < 0, betas > 1, ...) is

@@ -105,6 +105,55 @@ def test_per_class_callback_values(tmp_path: Path, batches_dir: Path) -> None:
     assert_png(out / "per_class_accuracy_test.png")
 
 
+def test_a_fit_draws_its_validation_figures_once_from_its_last_validation(batches_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three validations, one drawing of each validation figure (at the end, titled with the last step); a
+    diverged fit still gets the figures of its last validation."""
+    import callbacks.per_class as per_class
+
+    titles: list[str] = []
+    for name in ("plot_per_class", "plot_confusion"):
+        real = getattr(per_class, name)
+        monkeypatch.setattr(per_class, name, lambda *a, _real=real, **k: (titles.append(a[2]), _real(*a, **k))[1])
+    runs = tmp_path / "runs"
+    run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_epochs", "3", "--run_name", "once"))
+    run_dir = runs / "once" / "version_0"
+    assert len(_rows(run_dir / "val_acc.csv")) == 3, "three validations"
+    assert titles == ["val: per-class accuracy (model at step 18)", "val: confusion matrix, rows normalised (model at step 18)"]
+    assert_png(run_dir / "per_class_accuracy_val.png")
+    assert_png(run_dir / "confusion_matrix_val.png")
+    assert json.loads((run_dir / "per_class_accuracy.json").read_text())["val"]["step"] == 18
+    titles.clear()
+    args = base_args(batches_dir, runs, "--trainer.max_epochs", "50", "--data.preprocessing", "mean_image", "--model.optimizer.lr", "1e3",
+                     "--trainer.val_check_interval", "1", "--trainer.check_val_every_n_epoch", "null", "--run_name", "div")
+    with pytest.raises(DivergenceError):
+        run_cli("fit", *args)
+    assert len(titles) == 2 and all(t.startswith("val: ") for t in titles), titles
+    assert_png(runs / "div" / "version_0" / "confusion_matrix_val.png")
+
+
+def test_phase_times_record_the_run_phases_in_order_when_asked(batches_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/end_to_end.py's breakdown: CIFAR_PHASES_FILE set, a fit and a test each write their instants."""
+    from callbacks.phase_times import PHASES_ENV, PhaseTimes
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv(PHASES_ENV, str(tmp_path / "fit.json"))
+    cli = run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_epochs", "2", "--run_name", "ph"))
+    [clock] = [cb for cb in cli.trainer.callbacks if isinstance(cb, PhaseTimes)]
+    clock.write()  # what the process's exit does
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    order = ["start", "built", "data", "train_start", "train_end", "fit_end", "exit"]
+    assert list(fit["marks"]) == order and [fit["marks"][k] for k in order] == sorted(fit["marks"].values())
+    assert fit["validations"] == 2 and 0 < fit["validation_s"] < fit["marks"]["train_end"] - fit["marks"]["train_start"]
+    monkeypatch.setenv(PHASES_ENV, str(tmp_path / "test.json"))
+    ev = run_cli("test", "--ckpt_path", runs / "ph" / "version_0" / "checkpoints" / "best.ckpt", "--runs_dir", runs, "--trainer.logger", "false")
+    [clock] = [cb for cb in ev.trainer.callbacks if isinstance(cb, PhaseTimes)]
+    clock.write()
+    test = json.loads((tmp_path / "test.json").read_text())
+    assert list(test["marks"]) == ["start", "built", "data", "test_start", "test_end", "exit"] and test["test_s"] > 0
+    monkeypatch.delenv(PHASES_ENV)
+    assert not any(isinstance(cb, PhaseTimes) for cb in run_cli("fit", *base_args(batches_dir, runs, "--trainer.max_steps", "2")).trainer.callbacks), "off by default"
+
+
 def test_divergence_stops_at_once_and_keeps_a_usable_checkpoint(batches_dir: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     # Raw 0..255 inputs with a huge LR: finite for the first steps, then NaN/inf.
