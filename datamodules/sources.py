@@ -75,6 +75,25 @@ class RawCIFAR10:
     class_folders: bool = False
 
 
+@dataclass(frozen=True)
+class Location:
+    """What ``data_dir`` holds (``batches``, ``archive`` or ``folder``) and its fingerprint (the cache's name)."""
+
+    root: Path
+    kind: str
+    fingerprint: str
+
+
+def locate(data_dir: str | os.PathLike, download: bool = True, archive_md5: str | None = OFFICIAL_MD5) -> Location:
+    """Find the source in ``data_dir``, extracting or downloading the official archive when needed.
+
+    An image folder's fingerprint stats every file (50,000 for CIFAR-10), so a caller that loads twice
+    (``prepare_data``, then ``setup``) passes the first call's location to the second.
+    """
+    root = Path(data_dir).expanduser()
+    return Location(root, *_detect_source(root, download, archive_md5))
+
+
 def load_cifar10(
     data_dir: str | os.PathLike,
     download: bool = True,
@@ -83,6 +102,7 @@ def load_cifar10(
     prepare_only: bool = False,
     cache_dir: str | os.PathLike | None = None,
     notify: Notify = print,
+    location: Location | None = None,
 ) -> RawCIFAR10 | None:
     """Load CIFAR-10 from ``data_dir`` (see module docstring for the accepted layouts).
 
@@ -90,9 +110,11 @@ def load_cifar10(
     (``prepare_data`` on one process; each process's ``setup`` then reads it once). Returns None then.
     ``cache_dir``: where the decoded-image cache lives (None: in ``data_dir``); ``use_cache`` False: none.
     ``notify`` gets the one-line notes (cache written, cache impossible); the DataModule prints them on rank 0.
+    ``location``: :func:`locate`'s answer for this ``data_dir``, found earlier in this process.
     """
-    root = Path(data_dir).expanduser()
-    kind, fingerprint = _detect_source(root, download, archive_md5)
+    if location is None:
+        location = locate(data_dir, download, archive_md5)
+    root, kind, fingerprint = location.root, location.kind, location.fingerprint
     cache = cache_path(root, fingerprint, cache_dir) if use_cache else None
     if cache is not None and cache.is_file():
         if prepare_only:

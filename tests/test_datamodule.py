@@ -52,6 +52,29 @@ def test_mean_image_preprocessing_is_the_course_one(batches_dir: Path) -> None:
     assert torch.allclose(x.double(), expected, atol=1e-3), "pixels minus mean image, 0..255 units"
 
 
+@pytest.mark.parametrize("kept", [200, 3])
+def test_mean_image_sum_is_exact_for_a_large_or_a_small_split(kept: int) -> None:
+    """The per-pixel sum takes the whole array minus the rows left out, or the rows kept: both exact."""
+    from datamodules.cifar10 import _pixel_sum
+
+    images = torch.randint(0, 256, (250, 3, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    idx = torch.randperm(250, generator=torch.Generator().manual_seed(1))[:kept]
+    assert torch.equal(_pixel_sum(images, idx), images[idx].to(torch.int64).sum(0))
+
+
+def test_prepare_data_then_setup_find_the_source_once(image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding an image folder stats every file (50,000 for CIFAR-10): prepare_data's answer serves setup."""
+    import datamodules.sources as sources
+
+    calls: list[Path] = []
+    real = sources._detect_source
+    monkeypatch.setattr(sources, "_detect_source", lambda root, *a: (calls.append(root), real(root, *a))[1])
+    dm = CIFAR10DataModule(str(image_folder), download=False, val_size=10)
+    dm.prepare_data()  # decodes and writes the cache
+    dm.setup("fit")  # reads it
+    assert calls == [image_folder] and dm.source == str(image_folder) and len(dm.train_idx) == 50
+
+
 def test_validation_and_test_batches_are_not_augmented_or_shuffled(batches_dir: Path) -> None:
     dm = _dm(batches_dir, augment=True)
     v1 = torch.cat([b[0] for b in dm.val_dataloader()])
