@@ -25,6 +25,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
+from core.wandb_internals import skip_unstaged_launch_inputs
+
 HPC_CHECKPOINT_GLOB = "hpc_ckpt_*.ckpt"
 HOOK_NAME_ATTRIBUTE = "_current_fx_name"
 
@@ -54,9 +56,11 @@ class FastHookNameMixin:
 
 
 class QuietWandbLogger(LightningWandbLogger):
-    """Lightning's WandbLogger, without the ``anonymous=None`` that makes wandb print a deprecation warning."""
+    """Lightning's WandbLogger, without the ``anonymous=None`` that makes wandb print a deprecation warning, and
+    without the import of wandb's Launch machinery that finds no Launch inputs (``core/wandb_internals.py``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
+        skip_unstaged_launch_inputs()
