@@ -188,9 +188,9 @@ def _launch_lock(runs_dir: Path, wait_s: float = LAUNCH_WAIT_S) -> Iterator[None
 
 def _plan_fit(runs_dir: str | Path, name: str, ckpt_path: str | None) -> RunPlan:
     job = slurm_job()
+    if job and int(os.environ.get("SLURM_PROCID", "0")) > 0:  # whatever --ckpt_path says, rank 0 alone picks the directory
+        return _join_slurm_rank0(runs_dir, name, job, ckpt_path)
     if job and ckpt_path in (None, "last"):
-        if int(os.environ.get("SLURM_PROCID", "0")) > 0:
-            return _join_slurm_rank0(runs_dir, name, job)
         if (run_dir := slurm_run_dir(runs_dir, name, job)) is not None:
             ckpt = newest_checkpoint(run_dir)
             note = f"SLURM job {job} requeued: resuming {ckpt}" if ckpt else f"SLURM job {job} requeued before its first checkpoint: restarting in {run_dir}"
@@ -211,12 +211,13 @@ def _plan_fit(runs_dir: str | Path, name: str, ckpt_path: str | None) -> RunPlan
     return plan
 
 
-def _join_slurm_rank0(runs_dir: str | Path, name: str, job: str, timeout_s: float = 120.0) -> RunPlan:
-    """SLURM starts every rank itself; ranks > 0 wait for rank 0 to create (or find) the job's directory."""
+def _join_slurm_rank0(runs_dir: str | Path, name: str, job: str, ckpt_path: str | None, timeout_s: float = 120.0) -> RunPlan:
+    """SLURM starts every rank itself; ranks > 0 wait for rank 0 to create (or find) the job's directory and
+    start from what rank 0 starts from: the checkpoint given, else (requeue, ``last``) the directory's newest."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if (run_dir := slurm_run_dir(runs_dir, name, job)) is not None:
-            ckpt = newest_checkpoint(run_dir)
+            ckpt = newest_checkpoint(run_dir) if ckpt_path in (None, "last") else ckpt_path
             return RunPlan(run_dir, str(ckpt) if ckpt else None, fresh=False)
         time.sleep(0.5)
     raise RuntimeError(f"SLURM rank {os.environ.get('SLURM_PROCID')}: rank 0 created no run directory for job {job} under {Path(runs_dir) / name} within {timeout_s:.0f} s")

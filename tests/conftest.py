@@ -19,6 +19,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 from datamodules.sources import BATCHES_DIR, CLASSES  # noqa: E402
+from tests.slurm_helpers import slurm_cluster  # noqa: E402,F401  (the fixture of the tests marked `slurm`)
 
 PER_BATCH = 30  # 5 train batches -> 150 train images
 N_TEST = 50
