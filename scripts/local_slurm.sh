@@ -2,7 +2,7 @@
 # A one-node SLURM on this machine, for the tests marked `slurm` (CI: .ci/run) and for trying the SLURM
 # launcher without a cluster:   scripts/local_slurm.sh start | stop | status
 #
-# start   installs Debian's slurm-wlm and munge with apt-get when they are missing (root; about a minute),
+# start   installs Debian's slurm-wlm and munge with apt-get when they are missing (root; 20-40 s),
 #         writes /etc/slurm/slurm.conf (the default path, so sbatch/srun/squeue/scontrol find it from any
 #         shell or test subprocess), starts munged, slurmctld and slurmd as daemons and waits until
 #         `sinfo` shows the node idle. Already up: does nothing and says so.
@@ -20,6 +20,9 @@
 # "Slurm accounting storage is disabled". Deliberately: a run's own records (its run directory's
 # status.json and the job ids the study records) are the truth about its state, and the scheduler is
 # asked only what is queued or running (`squeue`). A finished job leaves squeue after MinJobAge seconds.
+#
+# Signals as on a real cluster: `scancel --signal=USR1 ID` reaches the job's steps (what srun started),
+# not its batch shell; `--batch` signals only the batch shell, `--full` both.
 #
 # Logs: $LOG_DIR (slurmctld.log, slurmd.log, apt.log); munged logs to /var/log/munge/munged.log.
 set -euo pipefail
@@ -40,7 +43,7 @@ node_state() { timeout 5 sinfo -h -n "$NODE" -o %T 2>/dev/null | head -n1; }
 
 is_up() {
   alive "$STATE_DIR/slurmctld.pid" && alive "$STATE_DIR/slurmd.pid" || return 1
-  case $(node_state) in idle* | mixed* | allocated* | completing*) return 0 ;; *) return 1 ;; esac
+  case $(node_state) in idle | mixed | allocated | completing) return 0 ;; *) return 1 ;; esac  # "idle*": not responding
 }
 
 describe() {
@@ -167,7 +170,11 @@ stop() {
 }
 
 status() {
-  if command -v sinfo >/dev/null && is_up; then say "up: $(describe)"; else say "down${NODE:+ (node $NODE: $(node_state || true))}"; return 1; fi
+  if command -v sinfo >/dev/null && is_up; then say "up: $(describe)"; return 0; fi
+  local state
+  state=$(node_state || true)
+  say "down${state:+ (node $NODE: $state)}"
+  return 1
 }
 
 case ${1:-} in
