@@ -1,0 +1,79 @@
+"""``scripts/study.py --launcher slurm`` against a real SLURM (``scripts/local_slurm.sh start``; skipped with the
+reason where none answers, a failure in CI): the same summary as the local launcher, ``scancel --signal=USR1``
+saving, requeueing and finishing with the uninterrupted result, and a killed study process that, re-run,
+submits nothing already queued, running or finished."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.run_layout import checkpoint, read_status
+from tests.cli_helpers import ROOT, script_env
+from tests.conftest import write_batches
+from tests.helpers.pause_at_step import MARKER_ENV
+from tests.launcher_helpers import PAUSED_SPEC, recorded_jobs, study_file, summary_rows, tiny_args, wait_for_file
+from tests.slurm_helpers import SlurmCluster, wait_until_gone
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytest.importorskip("submitit")
+JOB_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_batches(root)
+    return root
+
+
+def study(*argv: object, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "study.py"), *map(str, argv)], cwd=ROOT, capture_output=True, text=True,
+                          env=script_env({"OMP_NUM_THREADS": "1", **(env or {})}), timeout=JOB_TIMEOUT_S * 2)  # fmt: skip
+
+
+def test_a_2x2_study_through_slurm_ends_with_the_local_launchers_summary(slurm_cluster: SlurmCluster, data: Path, tmp_path: Path) -> None:
+    spec = study_file(tmp_path)
+    local = study(spec, "--out", tmp_path / "local", "--jobs", "2", *tiny_args(data))
+    assert local.returncode == 0, local.stderr[-3000:]
+    slurm = study(spec, "--out", tmp_path / "slurm", "--launcher", "slurm", "--slurm.cpus_per_task", "1", "--slurm.time", "10", *tiny_args(data))
+    assert slurm.returncode == 0, (slurm.stdout + slurm.stderr)[-3000:]
+    assert "Submitted 4 run(s) as SLURM job array" in slurm.stdout + slurm.stderr
+    assert summary_rows(tmp_path / "slurm") == summary_rows(tmp_path / "local")
+    assert len(set(recorded_jobs(tmp_path / "slurm").values())) == 4
+
+
+def test_scancel_usr1_saves_requeues_and_the_run_finishes_as_if_uninterrupted(slurm_cluster: SlurmCluster, data: Path, tmp_path: Path) -> None:
+    spec = study_file(tmp_path, seeds="[0]", text=PAUSED_SPEC, step=120)
+    args = tiny_args(data, steps=200)
+    reference = study(spec, "--out", tmp_path / "reference", *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    marker, out = tmp_path / "paused.pid", tmp_path / "requeued"
+    launch = [sys.executable, str(ROOT / "scripts" / "study.py"), str(spec), "--out", str(out), "--launcher", "slurm", "--slurm.time", "10", *map(str, args)]
+    follower = subprocess.Popen(launch, cwd=ROOT, env=script_env({"OMP_NUM_THREADS": "1", MARKER_ENV: str(marker)}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_file(marker, JOB_TIMEOUT_S)  # the job's train.py waits at step 120
+    finally:
+        follower.kill()  # the study process dies; its job does not
+        follower.wait()
+    (job_id,) = recorded_jobs(out).values()
+    again = study(spec, "--out", out, "--launcher", "slurm", "--no-wait", *args, env={MARKER_ENV: str(marker)})
+    assert again.returncode == 0 and "Nothing to submit: 1 run(s) already queued or running" in again.stdout + again.stderr, again.stderr[-3000:]
+    assert recorded_jobs(out) == {"one/seed0": job_id}
+
+    subprocess.run(["scancel", "--signal=USR1", job_id], check=True, timeout=30)
+    wait_until_gone(job_id, JOB_TIMEOUT_S)  # saved, requeued (same job id), resumed, finished
+    final = study(spec, "--out", out, "--launcher", "slurm", *args)
+    assert final.returncode == 0 and "1 of 1 runs already finished" in final.stdout, (final.stdout + final.stderr)[-3000:]
+    run_dir, ref_dir = out / "one" / "seed0" / "version_0", tmp_path / "reference" / "one" / "seed0" / "version_0"
+    assert read_status(run_dir)["status"] == "completed" and read_status(run_dir)["segments"] == 2, "stopped once, resumed in place"
+    a, b = (torch.load(checkpoint(d, "last"), weights_only=True) for d in (run_dir, ref_dir))
+    assert a["global_step"] == b["global_step"] == 200
+    for key, value in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][key], value), f"{key} differs after the requeue"
+    assert summary_rows(out) == summary_rows(tmp_path / "reference")
