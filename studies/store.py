@@ -24,7 +24,7 @@ from typing import Any
 from studies.flags import canonical_argv, canonical_flags
 from studies.spec import Cell, StudySpec
 
-STUDY_FILE, RECORD_FILE, LOCK_FILE = "study.yaml", "study.json", ".study.lock"
+STUDY_FILE, RECORD_FILE, LOCK_FILE, CLAIM_LOCK_FILE = "study.yaml", "study.json", ".study.lock", ".claim.lock"
 
 
 class StudyDirError(RuntimeError):
@@ -84,7 +84,19 @@ def _shown(flags: dict[str, Any], key: str) -> str:
 
 
 def claim(out: Path, spec: StudySpec, extra_args: list[str], cells: list[Cell]) -> None:
-    """Record the study in ``out``, or refuse if ``out`` holds a study this one is not an extension of."""
+    """Record the study in ``out``, or refuse if ``out`` holds a study this one is not an extension of.
+
+    One process at a time: the workers of a search start together and would otherwise read each other's
+    half-written ``study.yaml`` and replace each other's ``study.json``."""
+    fd = os.open(out / CLAIM_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _claim(out, spec, extra_args, cells)
+    finally:
+        os.close(fd)
+
+
+def _claim(out: Path, spec: StudySpec, extra_args: list[str], cells: list[Cell]) -> None:
     identity = spec.identity(extra_args)
     record_path = out / RECORD_FILE
     record: dict[str, Any] = {"identity": identity, "config": str(spec.config), "cells": {}, "seeds": [], "trials": 0, "commands": []}

@@ -193,6 +193,8 @@ def test_adding_a_cell_runs_only_that_cell_and_a_failed_run_shows_its_error(data
 @pytest.mark.slow
 def test_optuna_search_resumes_and_extends_its_budget(data: Path, tmp_path: Path) -> None:
     optuna = pytest.importorskip("optuna")
+    from studies.search_storage import journal
+
     text = (f"name: search\nconfig: {ROOT}/configs/mlp.yaml\nflags: {{data.preprocessing: standardize}}\nseeds: [0]\n"
             "search:\n  trials: 1\n  params:\n    model.init_args.optimizer.init_args.lr: {low: 0.01, high: 0.1, log: true}\n")  # fmt: skip
     spec = tmp_path / "search.yaml"
@@ -206,11 +208,11 @@ def test_optuna_search_resumes_and_extends_its_budget(data: Path, tmp_path: Path
     code, console = run_study(*argv)
     assert code == 0, console[-3000:]
     assert _snapshot(first[0]) == before, "the first trial's run is kept, not re-run"
-    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
+    study = optuna.load_study(study_name="search", storage=journal(tmp_path / "out" / "optuna.journal"))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert len(rows(tmp_path / "out" / "summary.csv")) == 2 and (tmp_path / "out" / "metric_vs_lr.png").is_file()
     code, console = run_study(*argv)  # nothing left to do
-    assert code == 0 and "Search: trial" not in console and len(optuna.load_study(study_name="search", storage=f"sqlite:///{tmp_path / 'out' / 'optuna.db'}").trials) == 2
+    assert code == 0 and "Search: trial" not in console and len(optuna.load_study(study_name="search", storage=journal(tmp_path / "out" / "optuna.journal")).trials) == 2
 
 
 def test_a_dead_processes_search_trial_is_queued_again_with_the_same_values(tmp_path: Path) -> None:
