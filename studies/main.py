@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -156,7 +157,10 @@ def _run(spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace,
         if spec.search and args.launcher != "local":
             return _submit_search_workers(spec, out, extra, args, launcher)
         if spec.search:
-            cells = _run_search(spec, out, planner, launcher, args.storage)
+            try:
+                cells = _run_search(spec, out, planner, launcher, args.storage)
+            except KeyboardInterrupt:  # while asking Optuna or waiting for other workers' trials: no run of ours is going
+                raise StudyInterrupted(signal.SIGINT) from None
         else:
             tasks = [planner.task(c, s) for c in cells for s in spec.seeds]
             done = sum(t.phase == "done" for t in tasks)

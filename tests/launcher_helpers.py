@@ -37,10 +37,9 @@ def study_file(tmp_path: Path, seeds: str = "[0, 1]", text: str = SPEC, **fields
 
 
 def tiny_args(data: Path, steps: int = 200, every: int = 50) -> list[str]:
-    return ["--model.init_args.hidden_sizes", "[16]", "--data.data_dir", str(data), "--data.download", "false", "--data.val_size", "30",
-            "--data.batch_size", "20", "--data.eval_batch_size", "25", "--trainer.max_steps", str(steps), "--trainer.val_check_interval", str(every),
-            "--trainer.check_val_every_n_epoch", "null", "--trainer.logger", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.accelerator", "cpu", "--trainer.deterministic", "true"]  # fmt: skip
+    from tests.test_studies import tiny_args as study_tiny_args
+
+    return study_tiny_args(data, steps, every)
 
 
 def summary_rows(out: Path) -> list[dict[str, str]]:
@@ -82,3 +81,19 @@ def pid_gone(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] == "Z"
     except OSError:
         return True
+
+
+def assert_resumed_once_like_the_reference(out: Path, reference_out: Path) -> None:
+    """The study's one run stopped once and resumed in place, and ended bit-identical to the uninterrupted one."""
+    import torch
+
+    from core.run_layout import checkpoint, read_status
+
+    run_dir, reference = out / "one" / "seed0" / "version_0", reference_out / "one" / "seed0" / "version_0"
+    assert read_status(run_dir)["status"] == "completed" and read_status(run_dir)["segments"] == 2, "stopped once, resumed in place"
+    a, b = (torch.load(checkpoint(d, "last"), weights_only=True) for d in (run_dir, reference))
+    assert a["global_step"] == b["global_step"] == 200
+    for key, value in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][key], value), f"{key} differs after the requeue"
+    assert (run_dir / "val_acc.csv").read_bytes() == (reference / "val_acc.csv").read_bytes()
+    assert summary_rows(out) == summary_rows(reference_out)

@@ -10,13 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from core.run_layout import checkpoint, read_status
 from tests.cli_helpers import ROOT, script_env
-from tests.conftest import write_batches
 from tests.helpers.pause_at_step import MARKER_ENV
-from tests.launcher_helpers import PAUSED_SPEC, recorded_jobs, study_file, summary_rows, tiny_args, wait_for_file
+from tests.launcher_helpers import PAUSED_SPEC, assert_resumed_once_like_the_reference, recorded_jobs, study_file, summary_rows, tiny_args, wait_for_file
 from tests.slurm_helpers import SlurmCluster, wait_until_gone
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -24,11 +21,7 @@ pytest.importorskip("submitit")
 JOB_TIMEOUT_S = 300
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_batches(root)
-    return root
+from tests.test_studies import data  # noqa: E402,F401  (the study tests' tiny data)
 
 
 def study(*argv: object, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -70,10 +63,4 @@ def test_scancel_usr1_saves_requeues_and_the_run_finishes_as_if_uninterrupted(sl
     wait_until_gone(job_id, JOB_TIMEOUT_S)  # saved, requeued (same job id), resumed, finished
     final = study(spec, "--out", out, "--launcher", "slurm", *args)
     assert final.returncode == 0 and "1 of 1 runs already finished" in final.stdout, (final.stdout + final.stderr)[-3000:]
-    run_dir, ref_dir = out / "one" / "seed0" / "version_0", tmp_path / "reference" / "one" / "seed0" / "version_0"
-    assert read_status(run_dir)["status"] == "completed" and read_status(run_dir)["segments"] == 2, "stopped once, resumed in place"
-    a, b = (torch.load(checkpoint(d, "last"), weights_only=True) for d in (run_dir, ref_dir))
-    assert a["global_step"] == b["global_step"] == 200
-    for key, value in b["state_dict"].items():
-        assert torch.equal(a["state_dict"][key], value), f"{key} differs after the requeue"
-    assert summary_rows(out) == summary_rows(tmp_path / "reference")
+    assert_resumed_once_like_the_reference(out, tmp_path / "reference")

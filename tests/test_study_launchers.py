@@ -4,46 +4,22 @@ re-launch that submits nothing queued, running or finished, and the ``slurm:`` o
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
-from core.run_layout import checkpoint, read_status
 from studies.main import main
-from tests.conftest import write_batches
 from tests.helpers.pause_at_step import MARKER_ENV
-from tests.launcher_helpers import PAUSED_SPEC, parent_pid, pid_gone, recorded_jobs, study_file, summary_rows, tiny_args, wait_for_file, wait_until
+from tests.launcher_helpers import PAUSED_SPEC, assert_resumed_once_like_the_reference, parent_pid, pid_gone, recorded_jobs, study_file, summary_rows, tiny_args, wait_for_file, wait_until
 
 pytest.importorskip("submitit")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_per_run() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setenv("WANDB_MODE", "offline")
-        yield
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_batches(root)
-    return root
-
-
-def run_study(*argv: object) -> tuple[int, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue()
+# The study tests' tiny data, one thread per run (same round-off whatever runs at once), in-process study.py.
+from tests.test_studies import data, one_thread_per_run, run_study  # noqa: E402,F401
 
 
 @pytest.mark.slow
@@ -86,14 +62,7 @@ def test_the_requeue_signal_saves_requeues_and_the_run_resumes_bit_identically(d
 
     code, console = run_study(spec, "--out", out, "--launcher", "submitit-local", *args)
     assert code == 0 and "1 of 1 runs already finished" in console, console[-3000:]
-    run_dir, reference = out / "one" / "seed0" / "version_0", tmp_path / "reference" / "one" / "seed0" / "version_0"
-    assert read_status(run_dir)["status"] == "completed" and read_status(run_dir)["segments"] == 2, "stopped once, resumed in place"
-    a, b = (torch.load(checkpoint(d, "last"), weights_only=True) for d in (run_dir, reference))
-    assert a["global_step"] == b["global_step"] == 200
-    for key, value in b["state_dict"].items():
-        assert torch.equal(a["state_dict"][key], value), f"{key} differs after the requeue"
-    assert (run_dir / "val_acc.csv").read_bytes() == (reference / "val_acc.csv").read_bytes()
-    assert summary_rows(out) == summary_rows(tmp_path / "reference")
+    assert_resumed_once_like_the_reference(out, tmp_path / "reference")
 
 
 def test_slurm_options_from_the_study_file_and_flags_are_checked_before_anything_is_submitted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
