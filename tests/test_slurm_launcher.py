@@ -64,3 +64,28 @@ def test_scancel_usr1_saves_requeues_and_the_run_finishes_as_if_uninterrupted(sl
     final = study(spec, "--out", out, "--launcher", "slurm", *args)
     assert final.returncode == 0 and "1 of 1 runs already finished" in final.stdout, (final.stdout + final.stderr)[-3000:]
     assert_resumed_once_like_the_reference(out, tmp_path / "reference")
+
+
+def test_a_search_through_slurm_runs_two_workers_on_one_journal(slurm_cluster: SlurmCluster, data: Path, tmp_path: Path) -> None:
+    """``--launcher slurm`` on a search study: 2 worker jobs share DIR/optuna.journal; 4 trials in all, on 4 cells."""
+    import csv
+
+    import optuna
+
+    from studies.search_storage import journal
+
+    spec = tmp_path / "search.yaml"
+    spec.write_text(f"name: search\nconfig: {ROOT}/configs/mlp.yaml\nflags: {{data.preprocessing: standardize}}\nseeds: [0]\n"
+                    "search:\n  trials: 4\n  params:\n    model.init_args.optimizer.init_args.lr: {low: 0.01, high: 0.1, log: true}\n")  # fmt: skip
+    out = tmp_path / "out"
+    res = study(spec, "--out", out, "--launcher", "slurm", "--slurm.workers", "2", "--slurm.time", "10", *tiny_args(data, steps=10, every=10))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "Submitted 2 search worker job(s)" in res.stdout
+    study_ = optuna.load_study(study_name="search", storage=journal(out / "optuna.journal"))
+    complete = [t for t in study_.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    cells = sorted(p.parent.name for p in out.glob("*/seed0"))
+    assert len(complete) == 4 and len(cells) == 4, [(t.number, t.state, t.user_attrs) for t in study_.trials]
+    assert sorted(f"lr={t.params['model.init_args.optimizer.init_args.lr']:g}" for t in complete) == cells, "no trial evaluated twice"
+    assert len({t.user_attrs["worker"] for t in complete}) == 2, "both worker jobs ran trials"
+    with open(out / "summary.csv", newline="") as fh:
+        assert sorted(r["cell"] for r in csv.DictReader(fh)) == cells
