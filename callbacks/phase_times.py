@@ -1,7 +1,8 @@
 """Where one ``train.py`` process spends its wall time, phase by phase, for ``bench/end_to_end.py``.
 
-Off unless ``CIFAR_PHASES_FILE`` names a file (``train.py`` then appends this callback on rank 0). The file
-gets one JSON object when the process exits: instants on ``time.monotonic()`` (on Linux one clock for all
+Off unless ``CIFAR_PHASES_FILE`` names a file (``train.py`` then appends this callback on rank 0; ``{pid}`` in
+the name becomes the process id, so that every run of a study writes its own). The file gets one JSON
+object when the process exits: instants on ``time.monotonic()`` (on Linux one clock for all
 processes, so the launching process can subtract its own launch instant), and the summed time of every
 validation and test loop:
 
@@ -12,7 +13,8 @@ validation and test loop:
 * ``train_start``/``train_end``: the training loop (the validations inside it included; the sanity check,
   before it, not);
 * ``test_start``/``test_end``: the test loop of ``train.py test``;
-* ``fit_end``: after ``on_fit_end``'s figures and files;
+* ``fit_end``: after ``on_fit_end``'s figures and files; ``stopped``: instead of ``train_end`` and ``fit_end``,
+  where the fit ended with an exception (diverged, interrupted);
 * ``exit``: the command has returned (loggers finished, ``status.json`` written); only interpreter
   shutdown remains.
 
@@ -34,8 +36,9 @@ PHASES_ENV = "CIFAR_PHASES_FILE"
 
 
 class PhaseTimes(Callback):
-    def __init__(self, path: str | os.PathLike, marks: dict[str, float] | None = None):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, marks: dict[str, float] | None = None, command: str = ""):
+        self.command = command  # fit, test, ...
+        self.path = Path(str(path).replace("{pid}", str(os.getpid())))
         self.marks: dict[str, float] = dict(marks or {})
         self.loops: dict[str, float] = {"validation_s": 0.0, "sanity_check_s": 0.0, "test_s": 0.0}
         self.validations = 0
@@ -57,6 +60,9 @@ class PhaseTimes(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.mark("fit_end")
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.mark("stopped")  # a diverged or interrupted fit: no train_end
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._loop_started = time.monotonic()
@@ -81,7 +87,7 @@ class PhaseTimes(Callback):
 
     def write(self, **extra: Any) -> None:
         self.mark("exit")
-        record = {"clock": "monotonic", "marks": self.marks, **{k: round(v, 4) for k, v in self.loops.items()}, "validations": self.validations, **extra}
+        record = {"clock": "monotonic", "command": self.command, "marks": self.marks, **{k: round(v, 4) for k, v in self.loops.items()}, "validations": self.validations, **extra}
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(json.dumps(record) + "\n")
         os.replace(tmp, self.path)

@@ -189,7 +189,7 @@ class CIFARCLI(LightningCLI):
         for logger in self.trainer.loggers:
             logger.log_hyperparams(config)  # the whole resolved config (trainer, seed, model class, data) in W&B/CSV/TB
         if (phases := os.environ.get(PHASES_ENV)) and process_rank() == 0:  # bench/end_to_end.py's breakdown
-            self.trainer.callbacks.append(PhaseTimes(phases, {"start": self.session.started, "built": time.monotonic()}))
+            self.trainer.callbacks.append(PhaseTimes(phases, {"start": self.session.started, "built": time.monotonic()}, self.subcommand))
 
     def _check_optimizer(self) -> None:
         """Build the optimizer and scheduler once on a dummy parameter: a bad value (lr < 0, betas > 1, ...) is
