@@ -39,6 +39,7 @@ from cli.resume_changes import ResumeChangeError, check_resume_changes, newest_c
 from cli.run_dirs import RunPlan, discard_if_empty, plan_run
 from cli.session import RunSession, process_rank
 from cli.validation import accelerator_error, run_location_errors, trainer_range_errors
+from core.run_layout import CHECKPOINT_DIR
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -109,7 +110,7 @@ class CIFARCLI(LightningCLI):
             self._check_resume(plan, saved)
         self.session.begin(plan, saved, self.subcommand)
         cfg.trainer.default_root_dir = str(plan.run_dir)
-        cfg.checkpoint.dirpath = cfg.last_checkpoint.dirpath = str(plan.run_dir / "checkpoints")
+        cfg.checkpoint.dirpath = cfg.last_checkpoint.dirpath = str(plan.run_dir / CHECKPOINT_DIR)
         if self.subcommand != "fit" and ckpt:
             # Evaluation saves nothing; pointing the callbacks at the checkpoint's own folder keeps Lightning
             # from warning, on restoring their state, that the folder has changed.

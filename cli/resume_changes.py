@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from core import run_layout
+
 # Not compared: where the run lives and what it resumes from (they are how the run is found).
 IGNORED = ("run_name", "runs_dir", "ckpt_path", "config", "trainer.default_root_dir", "checkpoint.dirpath", "last_checkpoint.dirpath", "weights_only")
 HONOURED_MODEL = ("model.tta", "model.compile", "model.channels_last", "model.label_smoothing", "model.dropout")
@@ -91,8 +93,7 @@ def newest_config(run_dir: Path) -> Path | None:
 
 
 def run_dir_of_checkpoint(ckpt: str | Path) -> Path:
-    p = Path(ckpt).resolve()
-    return p.parent.parent if p.parent.name == "checkpoints" else p.parent
+    return run_layout.run_dir_of_checkpoint(Path(ckpt).resolve())
 
 
 def _within(key: str, prefixes: tuple[str, ...]) -> bool:

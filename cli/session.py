@@ -19,6 +19,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from callbacks.console import command_for_user
 from callbacks.divergence import DivergenceError
 from callbacks.interrupts import STOP, RunInterrupted, StartupInterrupted, signal_name
+from core import run_layout
 from core.run_layout import CONFIG_FILE, STATUS_FILE, read_status, write_status_record
 from cli.loggers import restore_csv_history, set_aside_csv_history
 from cli.run_dirs import RunPlan, discard_if_empty, lock_run_dir, process_rank, restore_status, share_with_workers, start_segment, unlock_run_dir, write_status
@@ -98,7 +99,7 @@ class RunSession:
         if offline:
             print(f"W&B (offline): upload with `wandb sync {offline[-1]}`")
         if status == "interrupted" and self.subcommand == "fit":
-            last = plan.run_dir / "checkpoints" / "last.ckpt"
+            last = run_layout.checkpoint(plan.run_dir, "last")
             if last.is_file():
                 print(f"Interrupted at step {step}. Resume with:\n  {command_for_user('fit', '--config', plan.run_dir / CONFIG_FILE, '--ckpt_path', last)}", file=sys.stderr, flush=True)
             else:
@@ -138,7 +139,7 @@ class RunSession:
         if not STOP.skipped:
             return f"{name} during shutdown: ignored, the run's files were all written."
         figures, them = ", ".join(STOP.skipped), "them" if len(STOP.skipped) > 1 else "it"
-        last = self.plan.run_dir / "checkpoints" / "last.ckpt"
+        last = run_layout.checkpoint(self.plan.run_dir, "last")
         if self.subcommand != "fit" or not last.is_file():
             how = "the data is in the run's CSV files"
         elif status == "interrupted":
