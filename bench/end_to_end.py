@@ -16,7 +16,7 @@ In one invocation, alternating rounds (ours, plain; the next round plain first),
 
 Prints one JSON line per measurement and a summary line: best (min) and median wall time per side over the
 rounds, the ratios (goals: <= 1.3x for the single run, <= 1.2x for the study) and a breakdown next to each
-(imports, setup, data, training, validation, test, outputs), read from the runs' own records
+(imports, setup, data, training, validation, test, outputs, shutdown), read from the runs' own records
 (``CIFAR_PHASES_FILE``, ``callbacks/phase_times.py``), never from console text. ``cpu_s`` is the CPU time of
 the measured process tree (less sensitive to a busy machine than wall time). ``--repo DIR`` measures
 ``train.py`` of another checkout (an older commit, say) with this bench; a checkout without
@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.run_layout import checkpoint, newest_run  # noqa: E402  - after the path is set
 LRS = (1.0e-6, 1.0e-5, 1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1, 1.0, 10.0, 100.0)  # configs/studies/lr.yaml
 RECIPE_LR = 2e-3  # configs/mlp.yaml
 PHASES_ENV = "CIFAR_PHASES_FILE"  # callbacks/phase_times.py (not imported: the bench stays a plain script)
@@ -160,7 +163,8 @@ def breakdown(record: dict[str, Any] | None, launched: float, ended: float) -> d
         parts["setup"] += m["test_start"] - m["data"]
         parts["test"] = record["test_s"]
     end = trained if "train_start" in m else m.get("test_end", m["exit"])
-    parts["outputs"] = (ended - end) if record.get("command") != "plain" else ended - m["exit"]  # figures, checkpoints, loggers, status, exit
+    parts["outputs"] = m["exit"] - end if record.get("command") != "plain" else 0.0  # figures, last checkpoints, loggers finished, status
+    parts["shutdown"] = ended - m["exit"]  # the interpreter's exit (atexit hooks, library teardown)
     return {k: round(v, 3) for k, v in parts.items()}
 
 
@@ -186,13 +190,15 @@ class Bench:
         common = ["--data.data_dir", str(self.args.data_dir), *([] if logger else ["--trainer.logger", "false"])]
         fit_cmd = [self.python, "train.py", "fit", "--config", "configs/mlp.yaml", *common, *self._recipe_flags(), "--runs_dir", str(runs), "--run_name", name]
         fit = measure(fit_cmd, self.repo, self.work / f"{name}-fit.log", str(self.work / f"{name}-fit.json"))
-        best = runs / name / "version_0" / "checkpoints" / "best.ckpt"
+        best = checkpoint(newest_run(runs, name), "best")
         test_cmd = [self.python, "train.py", "test", "--ckpt_path", str(best), *common, "--runs_dir", str(runs)]
         test = measure(test_cmd, self.repo, self.work / f"{name}-test.log", str(self.work / f"{name}-test.json"))
-        parts = add(breakdown(read_phases(self.work / f"{name}-fit.json"), fit["launched"], fit["ended"]),
-                    breakdown(read_phases(self.work / f"{name}-test.json"), test["launched"], test["ended"]))
+        fit_parts = breakdown(read_phases(self.work / f"{name}-fit.json"), fit["launched"], fit["ended"])
+        test_parts = breakdown(read_phases(self.work / f"{name}-test.json"), test["launched"], test["ended"])
         return {"side": "ours_run_wandb" if logger else "ours_run_nologger", "wall_s": round(fit["wall_s"] + test["wall_s"], 3),
-                "fit_wall_s": fit["wall_s"], "test_wall_s": test["wall_s"], "cpu_s": round(fit["cpu_s"] + test["cpu_s"], 3), "breakdown": parts}
+                "fit_wall_s": fit["wall_s"], "test_wall_s": test["wall_s"], "cpu_s": round(fit["cpu_s"] + test["cpu_s"], 3),
+                "fit_cpu_s": fit["cpu_s"], "test_cpu_s": test["cpu_s"], "breakdown": add(fit_parts, test_parts),
+                "fit_breakdown": fit_parts, "test_breakdown": test_parts}
 
     def plain(self, tag: str, lrs: list[float], side: str) -> dict[str, Any]:
         phases = self.work / f"{tag}-{side}.json"
