@@ -22,7 +22,7 @@ def test_single_run_sides_print_their_breakdown_and_the_summary_its_ratios(tmp_p
     assert set(sides) == {"ours_run_wandb", "ours_run_nologger", "plain_run"}
     for name in ("ours_run_wandb", "ours_run_nologger"):
         parts = sides[name]["breakdown"]
-        assert {"imports", "setup", "data", "training", "validation", "test", "outputs"} <= set(parts), parts
+        assert {"imports", "setup", "data", "training", "validation", "test", "outputs", "shutdown"} <= set(parts), parts
         assert all(v >= 0 for v in parts.values()) and sides[name]["wall_s"] == pytest.approx(sides[name]["fit_wall_s"] + sides[name]["test_wall_s"])
         assert sum(parts.values()) == pytest.approx(sides[name]["wall_s"], abs=0.5), "the parts cover the two processes' wall time"
     assert {"imports", "data", "training", "validation", "test"} <= set(sides["plain_run"]["breakdown"])
