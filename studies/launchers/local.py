@@ -1,4 +1,8 @@
-"""The local launcher: a study's tasks as ``train.py`` subprocesses on this machine, N at once, with progress.
+"""The local launcher: a study's tasks as ``train.py`` processes on this machine, N at once, with progress.
+
+Each run is forked from the study process, which has imported train.py's modules once
+(:mod:`studies.launchers.forked`), or, with ``--no-fork`` or where forking is not safe (one line says why),
+started as a subprocess; either way it is its own process with its own console log, exit code and outcome record.
 
 Children die with the study: each gets ``PR_SET_PDEATHSIG(SIGTERM)``, so when the study is killed, even
 with SIGKILL, its runs save ``last.ckpt`` and stop instead of training on as orphans. A re-launched study
@@ -20,18 +24,19 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from studies.launchers import StudyInterrupted
+from studies.launchers.forked import ForkedRun, fork_refusal, runs_train_py
 from studies.results import LOG_FILE, record_launch
 from studies.spec import ROOT
 from studies.tasks import Task, TaskPlanner, run_dir_holder
 
-tqdm.monitor_interval = 0  # no monitor thread: children are forked from a single-threaded process
+tqdm.monitor_interval = 0  # no monitor thread: runs are forked from a single-threaded process
 POLL_S, BUSY_RETRY_S = 0.2, 5.0
 
 
 @dataclass
 class Running:
     task: Task
-    proc: subprocess.Popen
+    proc: subprocess.Popen | ForkedRun
     log: IO[Any]
 
 
@@ -50,20 +55,37 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return set_death_signal
 
 
-def start_phase(planner: TaskPlanner, task: Task, env: dict[str, str], preexec_fn: Callable[[], None] | None = None) -> tuple[subprocess.Popen, IO[Any]]:
-    """Start a task's next phase as a child whose console goes to ``DIR/<cell>/seed<k>/train.log``."""
+def start_phase(
+    planner: TaskPlanner, task: Task, env: dict[str, str], preexec_fn: Callable[[], None] | None = None, fork: Callable[[list[str]], bool] | None = None
+) -> tuple[subprocess.Popen | ForkedRun, IO[Any]]:
+    """Start a task's next phase as a child whose console goes to ``DIR/<cell>/seed<k>/train.log``: forked from
+    this process when ``fork(argv)`` says so, else a subprocess."""
     argv = planner.prepare(task)
+    forked = fork is not None and fork(argv)
     log = open(task.path / LOG_FILE, "a")
-    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {task.phase}: {' '.join(argv)}\n")
+    how = f" (forked from the study process {os.getpid()})" if forked else ""
+    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {task.phase}{how}: {' '.join(argv)}\n")
     log.flush()
+    if forked:
+        return ForkedRun(argv, cwd=ROOT, env=env, log=log, preexec_fn=preexec_fn), log
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)  # noqa: PLW1509
     return proc, log
 
 
 class LocalLauncher:
-    def __init__(self, planner: TaskPlanner, jobs: int = 1, echo: Callable[[str], None] = tqdm.write, busy_timeout_s: float = 900.0):
+    def __init__(self, planner: TaskPlanner, jobs: int = 1, echo: Callable[[str], None] = tqdm.write, busy_timeout_s: float = 900.0, fork: bool = True):
         self.planner, self.jobs, self.echo, self.busy_timeout_s = planner, max(1, jobs), echo, busy_timeout_s
         self.gpus = self._gpus()
+        self.fork, self._refusal = fork, None
+
+    def _fork_now(self, argv: list[str]) -> bool:
+        """Fork this ``train.py`` run from the study process? Not when asked not to, nor when unsafe (said once)."""
+        if not self.fork or not runs_train_py(argv):
+            return False
+        if (reason := fork_refusal(self.gpus)) is not None and reason != self._refusal:
+            self.echo(f"Runs start as subprocesses (imports paid per run): {reason}")
+        self._refusal = reason
+        return reason is None
 
     def env(self, task: Task, slot: int) -> dict[str, str]:
         """The CPU's threads split between the runs at once; with GPUs, one run per device (round robin)."""
@@ -139,7 +161,7 @@ class LocalLauncher:
     def _start(self, task: Task, slot: int, queue: list[Task]) -> Running | None:
         if task.phase == "fit" and (holder := run_dir_holder(task.path)) is not None:
             return self._busy(task, holder, queue)
-        proc, log = start_phase(self.planner, task, self.env(task, slot), _die_with_parent(os.getpid()))
+        proc, log = start_phase(self.planner, task, self.env(task, slot), _die_with_parent(os.getpid()), fork=self._fork_now)
         return Running(task, proc, log)
 
     def _busy(self, task: Task, holder: str, queue: list[Task]) -> None:
