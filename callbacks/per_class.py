@@ -3,8 +3,8 @@
 The numbers (``{stage}/acc_<class>``, ``per_class_accuracy.json``) follow every validation; the two validation
 figures of a fit are drawn once, when it ends (also when it stops early or diverges), from its last
 validation. Drawn at every validation, each replacing the one before, they cost the course MLP run (15
-validations) about 1 s of CPU per validation on a 2-core CPU, more than its training steps between two
-validations. Outside a fit (``validate``, ``test``) they are drawn at once.
+validations) 1.1-2 s of CPU per validation on a busy 2-core CPU, as much as the 100 training steps
+between two validations. Outside a fit (``validate``, ``test``) they are drawn at once.
 
 torchmetrics accumulates on the device and synchronises across DDP ranks on ``compute()``, so the
 numbers cover the whole split however many processes evaluated it. Per class c:
