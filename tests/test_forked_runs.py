@@ -87,7 +87,7 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
 def test_a_forked_run_is_bit_identical_to_the_same_run_alone_and_to_a_subprocess_one(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = spec_file(tmp_path, ONE)
     args = [*tiny_args(data, steps=40, every=20), *RNG]
-    forked = study_script(spec, "--out", tmp_path / "forked", *args)
+    forked = study_script(spec, "--out", tmp_path / "forked", "--fork", *args)
     assert forked.returncode == 0, forked.stdout[-3000:] + forked.stderr[-3000:]
     assert "Runs start as subprocesses" not in forked.stdout + forked.stderr, "a fresh study process forks its runs"
     log = tmp_path / "forked" / "one" / "seed0" / "train.log"
@@ -108,7 +108,7 @@ def test_a_forked_run_is_bit_identical_to_the_same_run_alone_and_to_a_subprocess
     console = io.StringIO()
     try:
         with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console):
-            code = main([str(spec), "--out", str(tmp_path / "subprocess"), *args])
+            code = main([str(spec), "--out", str(tmp_path / "subprocess"), "--fork", *args])
     finally:
         stop.set()
     assert code == 0, console.getvalue()[-3000:]
@@ -124,7 +124,7 @@ def test_crashes_divergence_refusals_and_kills_end_their_run_only_as_with_subpro
     spec = spec_file(tmp_path, OUTCOMES)
     args = tiny_args(data, steps=40, every=20)
     records, consoles = {}, {}
-    for mode, flags in (("forked", []), ("subprocess", ["--no-fork"])):
+    for mode, flags in (("forked", ["--fork"]), ("subprocess", ["--no-fork"])):
         (tmp_path / f"markers-{mode}").mkdir()
         done = study_script(spec, "--out", tmp_path / mode, "--jobs", "2", *flags, *args, env={MARKER_DIR_ENV: str(tmp_path / f"markers-{mode}")})
         consoles[mode] = done.stdout + done.stderr
@@ -149,7 +149,7 @@ def test_crashes_divergence_refusals_and_kills_end_their_run_only_as_with_subpro
         assert f"Run:   {out / cell / 'seed0' / 'version_0'}  (fit)" in log or cell == "refused", log[-2000:]
         assert ("crash at step 25" in log) == (cell == "crash") and ("Trained 40 steps." in log) == (cell in ("ok",)), (cell, log[-2000:])
 
-    again = study_script(spec, "--out", out, "--jobs", "2", *args, env={MARKER_DIR_ENV: str(tmp_path / "markers-forked")})
+    again = study_script(spec, "--out", out, "--jobs", "2", "--fork", *args, env={MARKER_DIR_ENV: str(tmp_path / "markers-forked")})
     assert again.returncode == 1, (again.stdout + again.stderr)[-3000:]  # the refused run fails again
     assert [(r["cell"], r["status"]) for r in summary_rows(out)] == [("ok", "ok"), ("diverged", "diverged"), ("refused", "failed"), ("crash", "ok"), ("killed", "ok")]
     for cell in ("crash", "killed"):

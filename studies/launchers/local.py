@@ -1,8 +1,9 @@
 """The local launcher: a study's tasks as ``train.py`` processes on this machine, N at once, with progress.
 
-Each run is forked from the study process, which has imported train.py's modules once
-(:mod:`studies.launchers.forked`), or, with ``--no-fork`` or where forking is not safe (one line says why),
-started as a subprocess; either way it is its own process with its own console log, exit code and outcome record.
+Each run is a subprocess, or with ``--fork`` forked from the study process, which has imported train.py's
+modules once (:mod:`studies.launchers.forked`; where forking is not safe, one line says why and the run is a
+subprocess); either way it is its own process with its own console log, exit code and outcome record. Fork
+is opt-in until it has run through CI: it landed at the end of a session, tested on its own only.
 
 Children die with the study: each gets ``PR_SET_PDEATHSIG(SIGTERM)``, so when the study is killed, even
 with SIGKILL, its runs save ``last.ckpt`` and stop instead of training on as orphans. A re-launched study
@@ -73,7 +74,7 @@ def start_phase(
 
 
 class LocalLauncher:
-    def __init__(self, planner: TaskPlanner, jobs: int = 1, echo: Callable[[str], None] = tqdm.write, busy_timeout_s: float = 900.0, fork: bool = True):
+    def __init__(self, planner: TaskPlanner, jobs: int = 1, echo: Callable[[str], None] = tqdm.write, busy_timeout_s: float = 900.0, fork: bool = False):
         self.planner, self.jobs, self.echo, self.busy_timeout_s = planner, max(1, jobs), echo, busy_timeout_s
         self.gpus = self._gpus()
         self.fork, self._refusal = fork, None
