@@ -65,7 +65,7 @@ def _legacy_match(eval_dir: Path, run_dir: Path, test: dict[str, Any]) -> bool:
     """An evaluation from before config.yaml kept its checkpoint: only a study's, credited to the version the study
     evaluated (its newest that got anywhere) and only if the evaluated step is that run's best validation step."""
     studied = fit_run_dir(run_dir.parent)
-    if eval_dir.parent != run_dir.parent / f"{TEST_RUN_NAME}{EVAL_SUFFIX}" or studied is None or studied.resolve() != run_dir.resolve():
+    if eval_dir.parent != run_dir.parent / run_name(TEST_RUN_NAME, "test") or studied is None or studied.resolve() != run_dir.resolve():
         return False
     steps, accs = read_curve(run_dir / "val_acc.csv")
     finite = [a for a in accs if math.isfinite(a)]
