@@ -22,7 +22,7 @@ train: $(STAMP)
 	$(BIN)/python train.py fit --config $(CONFIG) $(ARGS)
 
 test: $(STAMP)
-	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile tests $(ARGS)
+	WANDB_MODE=offline $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 tests $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs wandb lightning_logs .pytest_cache

@@ -6,10 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.cli_helpers import ROOT
+import pytest
+from filelock import FileLock
+
+from tests.cli_helpers import ROOT, script_env
 
 SPEC = """name: tiny
 config: {root}/configs/mlp.yaml
@@ -97,3 +102,35 @@ def assert_resumed_once_like_the_reference(out: Path, reference_out: Path) -> No
         assert torch.equal(a["state_dict"][key], value), f"{key} differs after the requeue"
     assert (run_dir / "val_acc.csv").read_bytes() == (reference / "val_acc.csv").read_bytes()
     assert summary_rows(out) == summary_rows(reference_out)
+
+
+REFERENCES = {  # name: (study file text, its fields, tiny_args' steps): the uninterrupted studies launchers are held to
+    "grid": (SPEC, {"seeds": "[0, 1]"}, 200),
+    "paused": (PAUSED_SPEC, {"seeds": "[0]", "step": 120}, 200),
+}
+
+
+def shared_reference(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, Path, Path]:
+    """(study file, data, DIR) of an uninterrupted local study, run once per test session whichever xdist worker
+    asks first (a file lock in the workers' common temp folder): the submitit and SLURM tests compare with it.
+    Its runs are ``scripts/study.py``'s subprocesses, one thread each, as in those tests."""
+    from tests.conftest import write_batches
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"reference-{name}"
+    text, fields, steps = REFERENCES[name]
+    with FileLock(f"{root}.lock"):
+        if not (root / "done").is_file():
+            if root.exists():
+                import shutil
+
+                shutil.rmtree(root)
+            root.mkdir()
+            write_batches(root / "data")
+            spec = study_file(root, text=text, **fields)
+            done = subprocess.run([sys.executable, str(ROOT / "scripts" / "study.py"), str(spec), "--out", str(root / "out"), "--jobs", "2",
+                                   *map(str, tiny_args(root / "data", steps=steps))], cwd=ROOT, capture_output=True, text=True,
+                                  env=script_env({"OMP_NUM_THREADS": "1"}), timeout=900)  # fmt: skip
+            assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+            (root / "done").write_text("")
+    return root / "tiny.yaml", root / "data", root / "out"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cli_helpers import ROOT, script_env
 from tests.helpers.pause_at_step import MARKER_ENV
-from tests.launcher_helpers import PAUSED_SPEC, assert_resumed_once_like_the_reference, recorded_jobs, study_file, summary_rows, tiny_args, wait_for_file
+from tests.launcher_helpers import assert_resumed_once_like_the_reference, recorded_jobs, shared_reference, summary_rows, tiny_args, wait_for_file
 from tests.slurm_helpers import SlurmCluster, wait_until_gone
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -29,22 +29,18 @@ def study(*argv: object, env: dict | None = None) -> subprocess.CompletedProcess
                           env=script_env({"OMP_NUM_THREADS": "1", **(env or {})}), timeout=JOB_TIMEOUT_S * 2)  # fmt: skip
 
 
-def test_a_2x2_study_through_slurm_ends_with_the_local_launchers_summary(slurm_cluster: SlurmCluster, data: Path, tmp_path: Path) -> None:
-    spec = study_file(tmp_path)
-    local = study(spec, "--out", tmp_path / "local", "--jobs", "2", *tiny_args(data))
-    assert local.returncode == 0, local.stderr[-3000:]
+def test_a_2x2_study_through_slurm_ends_with_the_local_launchers_summary(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    spec, data, local = shared_reference(tmp_path_factory, "grid")
     slurm = study(spec, "--out", tmp_path / "slurm", "--launcher", "slurm", "--slurm.cpus_per_task", "1", "--slurm.time", "10", *tiny_args(data))
     assert slurm.returncode == 0, (slurm.stdout + slurm.stderr)[-3000:]
     assert "Submitted 4 run(s) as SLURM job array" in slurm.stdout + slurm.stderr
-    assert summary_rows(tmp_path / "slurm") == summary_rows(tmp_path / "local")
+    assert summary_rows(tmp_path / "slurm") == summary_rows(local)
     assert len(set(recorded_jobs(tmp_path / "slurm").values())) == 4
 
 
-def test_scancel_usr1_saves_requeues_and_the_run_finishes_as_if_uninterrupted(slurm_cluster: SlurmCluster, data: Path, tmp_path: Path) -> None:
-    spec = study_file(tmp_path, seeds="[0]", text=PAUSED_SPEC, step=120)
+def test_scancel_usr1_saves_requeues_and_the_run_finishes_as_if_uninterrupted(slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    spec, data, reference = shared_reference(tmp_path_factory, "paused")
     args = tiny_args(data, steps=200)
-    reference = study(spec, "--out", tmp_path / "reference", *args)
-    assert reference.returncode == 0, reference.stderr[-3000:]
 
     marker, out = tmp_path / "paused.pid", tmp_path / "requeued"
     launch = [sys.executable, str(ROOT / "scripts" / "study.py"), str(spec), "--out", str(out), "--launcher", "slurm", "--slurm.time", "10", *map(str, args)]
@@ -63,7 +59,7 @@ def test_scancel_usr1_saves_requeues_and_the_run_finishes_as_if_uninterrupted(sl
     wait_until_gone(job_id, JOB_TIMEOUT_S)  # saved, requeued (same job id), resumed, finished
     final = study(spec, "--out", out, "--launcher", "slurm", *args)
     assert final.returncode == 0 and "1 of 1 runs already finished" in final.stdout, (final.stdout + final.stderr)[-3000:]
-    assert_resumed_once_like_the_reference(out, tmp_path / "reference")
+    assert_resumed_once_like_the_reference(out, reference)
 
 
 def test_a_search_through_slurm_runs_two_workers_on_one_journal(slurm_cluster: SlurmCluster, data: Path, tmp_path: Path) -> None:

@@ -140,8 +140,8 @@ def _without_wall_time(path: Path) -> list[list[str]]:
 def test_study_resumes_after_sigkill_and_ends_with_the_uninterrupted_summary(grid: tuple[Path, Path, int, str], data: Path, tmp_path: Path) -> None:
     spec, reference, _, _ = grid
     out = tmp_path / "out"
-    argv = [str(spec), "--out", str(out), "--jobs", "1", *tiny_args(data)]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "study.py"), *argv], cwd=ROOT, env=script_env({"OMP_NUM_THREADS": "1"}),
+    argv = [str(spec), "--out", str(out), *tiny_args(data)]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "study.py"), *argv, "--jobs", "1"], cwd=ROOT, env=script_env({"OMP_NUM_THREADS": "1"}),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     second = out / OK_CELL / "seed1" / "version_0"
     deadline = time.monotonic() + 900
@@ -154,7 +154,7 @@ def test_study_resumes_after_sigkill_and_ends_with_the_uninterrupted_summary(gri
     finished = out / OK_CELL / "seed0"
     before = _snapshot(finished)
     assert "eval-test/version_0/per_class_accuracy.json" in before
-    code, console = run_study(*argv)  # the same command again
+    code, console = run_study(*argv, "--jobs", "2")  # the same study again (two runs at once, as the reference ran)
     assert code == 0, console[-3000:]
     assert "1 of 4 runs already finished (kept, not re-run)" in console
     assert _snapshot(finished) == before, "the finished run was skipped, not re-trained"

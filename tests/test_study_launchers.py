@@ -13,7 +13,7 @@ import pytest
 
 from studies.main import main
 from tests.helpers.pause_at_step import MARKER_ENV
-from tests.launcher_helpers import PAUSED_SPEC, assert_resumed_once_like_the_reference, parent_pid, pid_gone, recorded_jobs, study_file, summary_rows, tiny_args, wait_for_file, wait_until
+from tests.launcher_helpers import assert_resumed_once_like_the_reference, parent_pid, pid_gone, recorded_jobs, shared_reference, study_file, summary_rows, tiny_args, wait_for_file, wait_until
 
 pytest.importorskip("submitit")
 
@@ -23,28 +23,24 @@ from tests.test_studies import data, one_thread_per_run, run_study  # noqa: E402
 
 
 @pytest.mark.slow
-def test_the_submitit_launcher_ends_with_the_local_launchers_summary(data: Path, tmp_path: Path) -> None:
-    spec = study_file(tmp_path, seeds="[0]")
-    code, console = run_study(spec, "--out", tmp_path / "local", "--jobs", "2", *tiny_args(data))
-    assert code == 0, console[-3000:]
+def test_the_submitit_launcher_ends_with_the_local_launchers_summary(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    spec, data, local = shared_reference(tmp_path_factory, "grid")
     code, console = run_study(spec, "--out", tmp_path / "submitit", "--launcher", "submitit-local", *tiny_args(data))
     assert code == 0, console[-3000:]
-    assert "Submitted 2 run(s)" in console
-    assert summary_rows(tmp_path / "submitit") == summary_rows(tmp_path / "local")
-    assert [r["status"] for r in summary_rows(tmp_path / "local")] == ["ok", "diverged"]
+    assert "Submitted 4 run(s)" in console
+    assert summary_rows(tmp_path / "submitit") == summary_rows(local)
+    assert [r["status"] for r in summary_rows(local)] == ["ok", "ok", "diverged", "diverged"]
     jobs = recorded_jobs(tmp_path / "submitit")
-    assert sorted(jobs) == ["lr=0.05/seed0", "lr=1e+06/seed0"], "each task's job id is recorded in the study directory"
+    assert sorted(jobs) == ["lr=0.05/seed0", "lr=0.05/seed1", "lr=1e+06/seed0", "lr=1e+06/seed1"], "each task's job id is recorded in the study directory"
     again, console = run_study(spec, "--out", tmp_path / "submitit", "--launcher", "submitit-local", *tiny_args(data))
-    assert again == 0 and "Submitted" not in console and "2 of 2 runs already finished" in console
+    assert again == 0 and "Submitted" not in console and "4 of 4 runs already finished" in console
     assert recorded_jobs(tmp_path / "submitit") == jobs, "nothing finished is submitted again"
 
 
 @pytest.mark.slow
-def test_the_requeue_signal_saves_requeues_and_the_run_resumes_bit_identically(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = study_file(tmp_path, seeds="[0]", text=PAUSED_SPEC, step=120)
+def test_the_requeue_signal_saves_requeues_and_the_run_resumes_bit_identically(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, data, reference = shared_reference(tmp_path_factory, "paused")  # run without the marker: no pause
     args = tiny_args(data, steps=200)
-    code, console = run_study(spec, "--out", tmp_path / "reference", *args)  # no marker: no pause
-    assert code == 0, console[-3000:]
 
     marker = tmp_path / "paused.pid"
     monkeypatch.setenv(MARKER_ENV, str(marker))
@@ -62,7 +58,7 @@ def test_the_requeue_signal_saves_requeues_and_the_run_resumes_bit_identically(d
 
     code, console = run_study(spec, "--out", out, "--launcher", "submitit-local", *args)
     assert code == 0 and "1 of 1 runs already finished" in console, console[-3000:]
-    assert_resumed_once_like_the_reference(out, tmp_path / "reference")
+    assert_resumed_once_like_the_reference(out, reference)
 
 
 def test_slurm_options_from_the_study_file_and_flags_are_checked_before_anything_is_submitted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
