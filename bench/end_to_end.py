@@ -11,7 +11,8 @@ In one invocation, alternating rounds (ours, plain; the next round plain first),
   training image, 5,000 validation images checked every 100 steps, the best validation weights tested on
   the 10,000 test images; it stops at a non-finite loss, as the run's divergence guard does.
 * **study**: ``scripts/study.py`` on a study file written here (``configs/mlp.yaml`` at the nine learning
-  rates of ``configs/studies/lr.yaml``, seed 0, ``test: true``, ``--jobs 2``) against the same nine runs of
+  rates of ``configs/studies/lr.yaml``, seed 0, ``test: true``, ``--jobs 2``), its runs as subprocesses and,
+  as a second side, forked from the study process (``--fork``), against the same nine runs of
   :func:`plain_recipe` in one process (data decoded once).
 
 Prints one JSON line per measurement and a summary line: best (min) and median wall time per side over the
@@ -221,18 +222,20 @@ class Bench:
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         return path
 
-    def ours_study(self, tag: str) -> dict[str, Any]:
-        out_dir, phases_dir = self.work / f"{tag}-study", self.work / f"{tag}-study-phases"
+    def ours_study(self, tag: str, fork: bool = False) -> dict[str, Any]:
+        """``scripts/study.py``, its runs as subprocesses (the default) or, with ``fork``, forked (``--fork``)."""
+        name = f"{tag}-study{'-fork' if fork else ''}"
+        out_dir, phases_dir = self.work / name, self.work / f"{name}-phases"
         phases_dir.mkdir()
         cmd = [self.python, "scripts/study.py", str(self.study_file()), "--out", str(out_dir), "--jobs", str(self.args.jobs),
-               "--data.data_dir", str(self.args.data_dir)]
-        res = measure(cmd, self.repo, self.work / f"{tag}-study.log", str(phases_dir / "{pid}.json"))
+               "--data.data_dir", str(self.args.data_dir), *(["--fork"] if fork else [])]
+        res = measure(cmd, self.repo, self.work / f"{name}.log", str(phases_dir / "{pid}.json"))
         runs = [r for p in sorted(phases_dir.glob("*.json")) if (r := read_phases(p))]
         per_run: dict[str, float] = {}
         for record in runs:  # the study launches them: from their imports' end to their exit mark (interpreter start, imports and shutdown not seen)
             per_run = add(per_run, breakdown(record, record["marks"]["start"], record["marks"]["exit"]))
         per_run.pop("imports", None)
-        return {"side": "ours_study", "wall_s": res["wall_s"], "cpu_s": res["cpu_s"], "processes": len(runs),
+        return {"side": "ours_study_fork" if fork else "ours_study", "wall_s": res["wall_s"], "cpu_s": res["cpu_s"], "processes": len(runs),
                 "summed_over_processes": per_run}
 
 
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for rnd in range(args.rounds):
         tag = f"r{rnd}"
         single = [lambda: bench.ours_run(tag, logger=True), lambda: bench.ours_run(tag, logger=False), lambda: bench.plain(tag, [RECIPE_LR], "plain_run")]
-        study = [] if args.skip_study else [lambda: bench.ours_study(tag), lambda: bench.plain(tag, list(LRS), "plain_study")]
+        study = [] if args.skip_study else [lambda: bench.ours_study(tag), lambda: bench.ours_study(tag, fork=True), lambda: bench.plain(tag, list(LRS), "plain_study")]
         for group in (single, study):
             for side in (group if rnd % 2 == 0 else group[::-1]):  # A B, then B A: a drifting load favours neither side
                 record(side(), rnd)
@@ -301,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "single_run_wandb": summarize(results, "ours_run_wandb", "plain_run", GOALS["single_run"]),
         "single_run_nologger": summarize(results, "ours_run_nologger", "plain_run", GOALS["single_run"]),
         "study": summarize(results, "ours_study", "plain_study", GOALS["study"]),
+        "study_fork": summarize(results, "ours_study_fork", "plain_study", GOALS["study"]),
         "load_average_end": os.getloadavg(),
     }
     print(json.dumps(summary), flush=True)

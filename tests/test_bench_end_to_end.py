@@ -30,7 +30,7 @@ def test_single_run_sides_print_their_breakdown_and_the_summary_its_ratios(tmp_p
     assert run["status"] == "completed" and run["steps"] == 3 and 0 <= run["test_acc"] <= 1
     assert summary["single_run_wandb"]["goal"] == 1.3 and summary["single_run_wandb"]["ratio_best"] > 0
     assert summary["single_run_nologger"]["ours_breakdown"] == sides["ours_run_nologger"]["breakdown"]
-    assert summary["study"] == {} and lines[-1]["summary"] is True
+    assert summary["study"] == summary["study_fork"] == {} and lines[-1]["summary"] is True
 
 
 def test_the_study_file_is_the_course_lr_study_at_one_seed(tmp_path: Path) -> None:
