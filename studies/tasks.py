@@ -110,7 +110,7 @@ class TaskPlanner:
             env.pop(key, None)
         # W&B groups a study's runs by study (group) and cell (job_type), and averages them in its UI.
         env.update(WANDB_RUN_GROUP=self.spec.name, WANDB_JOB_TYPE=task.cell.name[:64], WANDB_NAME=f"{task.cell.name}/seed{task.seed}"[:128])
-        if threads is not None and "OMP_NUM_THREADS" not in env:
+        if threads is not None and not env.get("OMP_NUM_THREADS", "").strip():  # empty is unset (libgomp ignores it)
             env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         return env
 

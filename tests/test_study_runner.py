@@ -54,8 +54,11 @@ def _run(runner: LocalLauncher, spec: object) -> list[Task]:
     return tasks
 
 
-def test_jobs_2_runs_two_at_once_with_half_the_threads_and_the_wandb_grouping(spec: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("omp", [None, ""], ids=["unset", "empty"])  # an empty value is no thread count (libgomp ignores it)
+def test_jobs_2_runs_two_at_once_with_half_the_threads_and_the_wandb_grouping(spec: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, omp: str | None) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    if omp is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
     lines: list[str] = []
     _run(FakeRunner(spec, tmp_path / "out", [], jobs=2, echo=lines.append), spec)
     a, b = (json.loads((tmp_path / "out" / cell / "seed0" / "fake.json").read_text()) for cell in ("hidden_sizes=10", "hidden_sizes=20"))
