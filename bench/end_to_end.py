@@ -11,8 +11,8 @@ In one invocation, alternating rounds (ours, plain; the next round plain first),
   training image, 5,000 validation images checked every 100 steps, the best validation weights tested on
   the 10,000 test images; it stops at a non-finite loss, as the run's divergence guard does.
 * **study**: ``scripts/study.py`` on a study file written here (``configs/mlp.yaml`` at the nine learning
-  rates of ``configs/studies/lr.yaml``, seed 0, ``test: true``, ``--jobs 2``), its runs as subprocesses and,
-  as a second side, forked from the study process (``--fork``), against the same nine runs of
+  rates of ``configs/studies/lr.yaml``, seed 0, ``test: true``, ``--jobs 2``), its runs as subprocesses
+  (``--no-fork``) and, as a second side, forked from the study process (``--fork``, the default), against the same nine runs of
   :func:`plain_recipe` in one process (data decoded once).
 
 Prints one JSON line per measurement and a summary line: best (min) and median wall time per side over the
@@ -223,12 +223,12 @@ class Bench:
         return path
 
     def ours_study(self, tag: str, fork: bool = False) -> dict[str, Any]:
-        """``scripts/study.py``, its runs as subprocesses (the default) or, with ``fork``, forked (``--fork``)."""
+        """``scripts/study.py``, its runs as subprocesses (``--no-fork``) or, with ``fork``, forked (``--fork``, the default)."""
         name = f"{tag}-study{'-fork' if fork else ''}"
         out_dir, phases_dir = self.work / name, self.work / f"{name}-phases"
         phases_dir.mkdir()
         cmd = [self.python, "scripts/study.py", str(self.study_file()), "--out", str(out_dir), "--jobs", str(self.args.jobs),
-               "--data.data_dir", str(self.args.data_dir), *(["--fork"] if fork else [])]
+               "--data.data_dir", str(self.args.data_dir), "--fork" if fork else "--no-fork"]
         res = measure(cmd, self.repo, self.work / f"{name}.log", str(phases_dir / "{pid}.json"))
         runs = [r for p in sorted(phases_dir.glob("*.json")) if (r := read_phases(p))]
         per_run: dict[str, float] = {}

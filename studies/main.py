@@ -47,9 +47,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="local",
                     help="local: runs on this machine (--jobs at once); slurm: one SLURM job per run (submitit), resources from the "
                          "study file's slurm: block and --slurm.* flags; submitit-local: the slurm launcher's path on this machine")  # fmt: skip
-    ap.add_argument("--fork", action=argparse.BooleanOptionalAction, default=False,
-                    help="--launcher local: fork each run from the study process, which imported everything once, instead of a subprocess "
-                         "per run (opt-in until it has run through CI; --no-fork is the default)")  # fmt: skip
+    ap.add_argument("--fork", action=argparse.BooleanOptionalAction, default=True,
+                    help="--launcher local: fork each run from the study process, which imported everything once (the default; "
+                         "where a fork is unsafe one line says why and runs are subprocesses); --no-fork: a subprocess per run")  # fmt: skip
     ap.add_argument("--no-wait", action="store_true", help="--launcher slurm: exit after submitting; the same command later reports and submits what is left")
     for key in SLURM_KEYS:
         ap.add_argument(f"--slurm.{key}", dest=f"slurm_{key}", default=None, metavar="VALUE", action="append" if key in ("sbatch", "setup") else "store",

@@ -1,9 +1,9 @@
 """The local launcher: a study's tasks as ``train.py`` processes on this machine, N at once, with progress.
 
-Each run is a subprocess, or with ``--fork`` forked from the study process, which has imported train.py's
-modules once (:mod:`studies.launchers.forked`; where forking is not safe, one line says why and the run is a
-subprocess); either way it is its own process with its own console log, exit code and outcome record. Fork
-is opt-in until it has run through CI: it landed at the end of a session, tested on its own only.
+Each run is forked from the study process, which has imported train.py's modules once (the default,
+:mod:`studies.launchers.forked`; where forking is not safe, one line says why and the run is a subprocess),
+or with ``--no-fork`` a subprocess; either way it is its own process with its own console log, exit code and
+outcome record. A fork saves each run the interpreter start and imports (a 9-run study: README, Performance).
 
 Children die with the study: each gets ``PR_SET_PDEATHSIG(SIGTERM)``, so when the study is killed, even
 with SIGKILL, its runs save ``last.ckpt`` and stop instead of training on as orphans. A re-launched study
