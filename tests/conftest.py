@@ -7,7 +7,6 @@ import os
 import pickle
 import sys
 import tarfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +20,6 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 from datamodules.sources import BATCHES_DIR, CLASSES  # noqa: E402
 from tests.slurm_helpers import slurm_cluster  # noqa: E402,F401  (the fixture of the tests marked `slurm`)
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files with the most ``slow`` (multi-process) tests first, each file's tests in their own order: xdist
-    hands out whole files in this order (``--dist loadfile``), so no long file starts last and leaves one
-    worker running alone while the other idles."""
-    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    first = {}
-    for index, item in enumerate(items):
-        first.setdefault(item.path, index)
-    items.sort(key=lambda item: (-slow[item.path], first[item.path]))
-
 
 PER_BATCH = 30  # 5 train batches -> 150 train images
 N_TEST = 50
