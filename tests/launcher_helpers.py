@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -113,7 +114,7 @@ REFERENCES = {  # name: (study file text, its fields, tiny_args' steps): the uni
 def shared_reference(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, Path, Path]:
     """(study file, data, DIR) of an uninterrupted local study, run once per test session whichever xdist worker
     asks first (a file lock in the workers' common temp folder): the submitit and SLURM tests compare with it.
-    Its runs are ``scripts/study.py``'s subprocesses, one thread each, as in those tests."""
+    A ``scripts/study.py`` process starts its runs (forked, its default), one thread each, as in those tests."""
     from tests.conftest import write_batches
 
     base = tmp_path_factory.getbasetemp()
@@ -122,8 +123,6 @@ def shared_reference(tmp_path_factory: pytest.TempPathFactory, name: str) -> tup
     with FileLock(f"{root}.lock"):
         if not (root / "done").is_file():
             if root.exists():
-                import shutil
-
                 shutil.rmtree(root)
             root.mkdir()
             write_batches(root / "data")

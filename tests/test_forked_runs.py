@@ -121,8 +121,9 @@ def test_a_forked_run_is_bit_identical_to_the_same_run_alone_and_to_a_subprocess
 
 @pytest.mark.slow
 def test_crashes_divergence_refusals_and_kills_end_their_run_only_as_with_subprocesses_and_resume(data: Path, tmp_path: Path) -> None:
-    """The records are the ones a subprocess launch writes (test_study_launchers.py, test_studies.py check those):
-    the exit code and the one-line error from each run's outcome file, whichever way the run started."""
+    """Each forked run's record is its exit code as train.py gives it (0, 3 diverged, 2 refused, 1 crashed,
+    128+9 killed) and the one-line error from its outcome file, read as for a subprocess (whose records this
+    test no longer re-runs: test_study_launchers.py checks 2 and 75 through a real train.py subprocess)."""
     spec = spec_file(tmp_path, OUTCOMES)
     args = tiny_args(data, steps=40, every=20)
     out = tmp_path / "forked"
