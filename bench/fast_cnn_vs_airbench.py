@@ -2,7 +2,7 @@
 
     python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR [--recipe airbench94|muon]
         [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--threads 2] [--config configs/fast_cnn.yaml --config configs/cpu.yaml]
-        [--batch-size 1024] [--per-epoch] [train.py fit flags ...]
+        [--batch-size 1024] [--per-epoch] [--concurrent] [train.py fit flags ...]
 
 ``--recipe muon`` compares ``configs/fast_cnn_muon.yaml`` (+ ``configs/cpu.yaml`` on cpu) with
 ``airbench94_muon.py`` (read from the git directory's HEAD, or the file given), 8 epochs at batch 2,000 by
@@ -19,7 +19,7 @@ runs and ``train_epochs`` are set from ``--seeds`` and ``--epochs``. The patched
 layout the DataModule reads, with a test split), so both sides train on the same images and test on the
 same held-out ones.
 
-Per seed, airbench94 runs first, then ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
+Per seed, airbench94 runs first (or, with ``--concurrent``, at the same time), then ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
 steps per epoch)`` and ``train.py test`` on its final checkpoint (the config's TTA), with the same thread
 count. Speed is training seconds per epoch without evaluation on both sides (airbench's own timer, our
 ``epoch_log.csv``); the first epoch is left out of the mean (start-up, and ``torch.compile`` with
@@ -46,6 +46,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,6 +191,10 @@ def run_airbench(src: Path, workdir: Path, threads: int, columns: tuple[str, ...
     return parse_airbench_table("".join(out), columns)
 
 
+def run_airbench_summary(src: Path, workdir: Path, threads: int, recipe: Recipe) -> dict:
+    return airbench_summary(run_airbench(src, workdir, threads, recipe.columns), "0", recipe.time_column)
+
+
 def train_py(*args: str, threads: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     res = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env)
@@ -253,6 +258,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="train.py's config files, in order (repeat it for a recipe and its overlays); default: "
                          "the recipe's (configs/fast_cnn.yaml or configs/fast_cnn_muon.yaml), plus configs/cpu.yaml on cpu")
     ap.add_argument("--per-epoch", action="store_true", help="our per-epoch test accuracy without TTA (one test run per epoch)")
+    ap.add_argument("--concurrent", action="store_true",
+                    help="run airbench and ours at the same time, each with --threads (e.g. 1 each on 2 cores): half the wall time, "
+                         "and load from anything else slows both alike")
     a, flags = ap.parse_known_args(argv)
     for flag in flags:
         if flag.split("=")[0] in FIXED_FLAGS:
@@ -277,10 +285,21 @@ def main(argv: list[str] | None = None) -> dict:
     src.write_text(recipe.patch(airbench_source(a.airbench, recipe.upstream), a.device, a.epochs, 1, a.threads, a.batch_size))
 
     airbench, ours = [], []
-    for seed in range(a.seeds):  # alternating, so a change in the machine's load hits both sides alike
-        airbench.append(airbench_summary(run_airbench(src, workdir, a.threads, recipe.columns), "0", recipe.time_column))
-        ours.append(run_fast_cnn(a, seed, max_steps, flags))
-    report = {"recipe": a.recipe, "epochs": a.epochs, "steps": max_steps, "seeds": a.seeds, "device": a.device, "threads": a.threads}
+    for seed in range(a.seeds):  # alternating (or side by side), so a change in the machine's load hits both sides alike
+        run_ab = partial(run_airbench_summary, src, workdir, a.threads, recipe)
+        run_ours = partial(run_fast_cnn, a, seed, max_steps, flags)
+        if a.concurrent:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(2) as pool:  # two child processes; the threads only wait on them
+                ab_future, ours_future = pool.submit(run_ab), pool.submit(run_ours)
+                airbench.append(ab_future.result())
+                ours.append(ours_future.result())
+        else:
+            airbench.append(run_ab())
+            ours.append(run_ours())
+    report = {"recipe": a.recipe, "epochs": a.epochs, "steps": max_steps, "seeds": a.seeds, "device": a.device, "threads": a.threads,
+              "concurrent": a.concurrent}
     for key, runs in (("airbench", airbench), ("fast_cnn", ours)):
         report[key] = {"test_acc": mean_std([r["test_acc"] for r in runs]), "test_acc_tta": mean_std([r["test_acc_tta"] for r in runs]),
                        "seconds_per_epoch": steady_epoch_seconds([r["train_seconds_per_epoch"] for r in runs]),
@@ -298,7 +317,8 @@ def markdown(report: dict) -> str:
         return "–" if s["mean"] is None else f"{s['mean']:.4f}" + (f" ± {s['std']:.4f}" if s["n"] > 1 else "")
 
     labels = dict(zip(("airbench", "fast_cnn"), RECIPES[report["recipe"]].labels))
-    lines = [f"{report['epochs']} epochs ({report['steps']} steps), {report['seeds']} seed(s), {report['device']}, {report['threads']} threads",
+    lines = [f"{report['epochs']} epochs ({report['steps']} steps), {report['seeds']} seed(s), {report['device']}, {report['threads']} threads"
+             + (" each, both sides at the same time" if report.get("concurrent") else ""),
              "", "| recipe | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|"]
     for key in ("airbench", "fast_cnn"):
         r = report[key]

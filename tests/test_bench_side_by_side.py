@@ -69,7 +69,8 @@ def test_a_data_folder_it_cannot_read_is_one_line_naming_the_flag(tmp_path: Path
 
 
 # airbench94_muon.py's lines the bench patches, in its spelling; prints its 6-column table (a warm-up run first,
-# which the CPU patch removes along with compile).
+# which the CPU patch removes along with compile). It trains only once our side has made its runs folder, so it
+# finishes only if both sides run at the same time (--concurrent).
 FAKE_AIRBENCH_MUON = '''
 import os, sys, torch
 from math import ceil
@@ -83,6 +84,12 @@ def zeropower_via_newtonschulz5(G):
 class CifarNet:
     pass
 def main(run, model):
+    import time
+    deadline = time.monotonic() + 120  # with --concurrent our side starts meanwhile: wait for its runs folder
+    while not os.path.isdir('../runs'):
+        if time.monotonic() > deadline:
+            sys.exit('our side never started while this one ran')
+        time.sleep(0.2)
     batch_size = 2000
     train = torch.load('cifar10/train.pt')
     train_loader = range(len(train['labels']) // batch_size)
@@ -100,14 +107,14 @@ if __name__ == "__main__":
 '''
 
 
-def test_muon_recipe_runs_our_muon_config_against_airbench94_muon_patched_for_the_cpu(batches_dir: Path, tmp_path: Path) -> None:
+def test_muon_recipe_runs_our_muon_config_against_airbench94_muon_patched_for_the_cpu_at_the_same_time(batches_dir: Path, tmp_path: Path) -> None:
     from bench.fast_cnn_vs_airbench import main
 
     fake = tmp_path / "airbench94_muon.py"
     fake.write_text(FAKE_AIRBENCH_MUON)
     out = tmp_path / "out"
     report = main(["--recipe", "muon", "--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out), "--epochs", "2", "--batch-size", "40",
-                   "--threads", "1", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
+                   "--threads", "1", "--concurrent", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
     patched = (out / "airbench" / "airbench94_muon_patched.py").read_text()
     assert "ceil(2.0 * len(train_loader))" in patched and "batch_size = 40" in patched and "range(1)" in patched
     assert "@torch.compile" not in patched and "bfloat16" not in patched and ".cuda()" not in patched and 'main("warmup"' not in patched
@@ -117,6 +124,7 @@ def test_muon_recipe_runs_our_muon_config_against_airbench94_muon_patched_for_th
     assert ab["runs"][0]["train_seconds_per_epoch"] == [5.0, 5.0]
     assert Path(ours["runs"][0]["run_dir"]).parent.name == "fast_cnn_muon_seed0" and len(ours["runs"][0]["train_seconds_per_epoch"]) == 2
     assert "optimizer:\n      class_path: lit_models.components.muon.MuonWithSGD" in (Path(ours["runs"][0]["run_dir"]) / "config.yaml").read_text()
+    assert report["concurrent"] and "both sides at the same time" in (out / "side_by_side.md").read_text()
     assert "| airbench94_muon | 0.6000 | 0.6500 | 5.0 |" in (out / "side_by_side.md").read_text()
 
 

@@ -27,6 +27,20 @@ def test_print_config_resolves_the_course_recipe(capsys: pytest.CaptureFixture) 
     assert cfg["trainer"]["max_steps"] == 1500 and cfg["trainer"]["val_check_interval"] == 100
 
 
+def test_a_command_builds_only_its_own_subcommand_and_help_without_one_lists_all(capsys: pytest.CaptureFixture) -> None:
+    from studies.flags import FitParser
+
+    fit = FitParser()  # train.py's parser as `train.py fit ...` builds it
+    recipe = ["--config", str(ROOT / "configs/mlp.yaml")]
+    assert fit.error(recipe) is None
+    with pytest.raises(SystemExit):
+        fit.parser.parse_args(["test", *recipe])  # not built for a fit: its signatures cost every run's start
+    with pytest.raises(SystemExit) as exc:
+        run_cli("--help")
+    assert exc.value.code == 0
+    assert "{fit,validate,test,predict}" in capsys.readouterr().out
+
+
 def test_fast_dev_run(batches_dir: Path, tmp_path: Path) -> None:
     cli = run_cli("fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.fast_dev_run", "true"))
     assert cli.trainer.global_step == 1
