@@ -71,14 +71,15 @@ def main(argv: list[str] | None = None) -> dict:
     for rnd in range(a.rounds):  # alternating, so the machine's load hits both sides alike
         for side in (("eager", "compiled") if rnd % 2 == 0 else ("compiled", "eager")):
             times[side] += [train_step(*nets[side], x, y) for _ in range(a.steps)]
-    eager, compiled = statistics.median(times["eager"]), statistics.median(times["compiled"])
-    compile_s = max(0.0, first["compiled"] - eager)
+    # Rounded first, so every derived figure follows from the printed ones.
+    eager, compiled = round(statistics.median(times["eager"]), 4), round(statistics.median(times["compiled"]), 4)
+    compile_s = round(max(0.0, first["compiled"] - eager), 1)
     saved = eager - compiled
     scale = a.recipe_batch_size / a.batch_size
     report = {
         "batch_size": a.batch_size, "threads": a.threads, "steps": a.steps * a.rounds,
-        "eager_step_s": round(eager, 4), "compiled_step_s": round(compiled, 4), "speedup": round(eager / compiled, 3),
-        "compile_s": round(compile_s, 1), "break_even_steps": round(compile_s / saved) if saved > 0 else None,
+        "eager_step_s": eager, "compiled_step_s": compiled, "speedup": round(eager / compiled, 3) if compiled > 0 else None,
+        "compile_s": compile_s, "break_even_steps": round(compile_s / saved) if saved > 0 else None,
         "recipe_steps": a.recipe_steps,
         "pays_over_recipe": saved > 0 and a.recipe_steps * saved * scale > compile_s,
         "max_abs_logit_diff": diff,

@@ -14,7 +14,7 @@ def test_compile_bench_compares_the_same_weights_and_reports_when_compiling_pays
     report = compile_cpu.main(["--batch-size", "2", "--steps", "1", "--rounds", "2", "--recipe-steps", "10", "--recipe-batch-size", "4"])
     assert len(compiled) == 1 and compiled[0].whiten.weight.is_contiguous(memory_format=torch.channels_last), "the network, as the recipe lays it out"
     assert report["max_abs_logit_diff"] == 0.0, "both sides start from the same weights"
-    assert report["steps"] == 2 and report["speedup"] == pytest.approx(report["eager_step_s"] / report["compiled_step_s"], rel=1e-2)
+    assert report["steps"] == 2 and report["speedup"] == pytest.approx(report["eager_step_s"] / report["compiled_step_s"], abs=1e-3)
     saved = report["eager_step_s"] - report["compiled_step_s"]
     assert report["pays_over_recipe"] == (saved > 0 and 10 * saved * 2 > report["compile_s"])
     assert (report["break_even_steps"] is None) == (saved <= 0)
