@@ -30,7 +30,9 @@ _CHUNK = 1000
 class LearningCurves(Callback):
     """Writes ``learning_curves.png``, ``train_loss.csv`` and ``val_acc.csv`` into the run directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, figures: bool = True) -> None:
+        """``figures`` False: the CSVs only (a study's runs: the study draws every cell's curves in one figure)."""
+        self.figures = figures
         self.train_steps: list[int] = []
         self.train_loss: list[float] = []
         self._pending: list[torch.Tensor] = []
@@ -66,10 +68,12 @@ class LearningCurves(Callback):
         self.on_fit_end(trainer, pl_module)  # a diverged or interrupted run still gets its curves
 
     def write(self, out_dir: Path, trainer: Trainer | None = None) -> Path | None:
-        """The CSVs, then the figure (None if a signal while the run closes cut it short)."""
+        """The CSVs, then the figure (None if not drawn: ``figures`` False, or a signal while the run closes cut it short)."""
         write_csv(out_dir / "train_loss.csv", ("step", "train_loss"), zip(self.train_steps, self.train_loss))
         write_csv(out_dir / "val_acc.csv", ("step", "val_acc"), zip(self.val_steps, self.val_acc))
         path = out_dir / "learning_curves.png"
+        if not self.figures:
+            return None
         return STOP.optional(path.name, lambda: plot_learning_curves(self.train_steps, self.train_loss, self.val_steps, self.val_acc, path, trainer))
 
     def state_dict(self) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from core.lightning_internals import logs_at_this_step
 
 class LRScheduleMonitor(Callback):
     """Writes ``lr_schedule.csv`` and ``lr_schedule.png`` into the run directory; logs ``lr/<group>`` and the
-    figure to the loggers (W&B)."""
+    figure to the loggers (W&B). ``figures`` False: the CSV only (a study's runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, figures: bool = True) -> None:
+        self.figures = figures
         self.steps: list[int] = []
         self.epochs: list[int] = []
         self.lrs: dict[str, list[float]] = {}
@@ -44,7 +45,7 @@ class LRScheduleMonitor(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.steps:
-            write_lr_schedule(run_dir(trainer), self.steps, self.epochs, self.lrs, trainer)
+            write_lr_schedule(run_dir(trainer), self.steps, self.epochs, self.lrs, trainer, figure=self.figures)
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         self.on_fit_end(trainer, pl_module)
@@ -57,14 +58,18 @@ class LRScheduleMonitor(Callback):
         self.steps, self.epochs, self.lrs = list(state["steps"]), list(state["epochs"]), {k: list(v) for k, v in state["lrs"].items()}
 
 
-def write_lr_schedule(out_dir: Path, steps: Sequence[int], epochs: Sequence[int], lrs: dict[str, Sequence[float]], trainer: Trainer | None = None) -> Path:
-    """``lr_schedule.csv`` (step, epoch, one column per group) and ``lr_schedule.png``; returns the PNG path."""
+def write_lr_schedule(
+    out_dir: Path, steps: Sequence[int], epochs: Sequence[int], lrs: dict[str, Sequence[float]], trainer: Trainer | None = None, figure: bool = True
+) -> Path | None:
+    """``lr_schedule.csv`` (step, epoch, one column per group) and, with ``figure``, ``lr_schedule.png``; returns the PNG path."""
     names = sorted(lrs)
     with open(out_dir / "lr_schedule.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["step", "epoch", *names])
         for k, (s, e) in enumerate(zip(steps, epochs)):
             writer.writerow([s, e, *(lrs[n][k] for n in names)])
+    if not figure:
+        return None
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for n in names:
         ax.plot(steps, lrs[n], label=n, lw=1.5)

@@ -48,10 +48,13 @@ class PerClassAccuracy(Callback):
         print_format: after ``test``, print the overall and per-class accuracy in the tutorial's words
             (``tutorial`` or ``tutorial_2020``, see :func:`tutorial_report`) and write them to
             ``per_class_accuracy_test.txt``; ``none``: neither.
+        figures: False: ``per_class_accuracy.json`` only, no PNG (a study's runs: the study draws every cell's
+            per-class accuracy in one figure).
     """
 
-    def __init__(self, classes: Sequence[str] = CLASSES, print_format: PrintFormat = "none"):
+    def __init__(self, classes: Sequence[str] = CLASSES, print_format: PrintFormat = "none", figures: bool = True):
         self.classes = list(classes)
+        self.figures = figures
         self.print_format = print_format
         self.confusion: MulticlassConfusionMatrix | None = None
         self.results: dict[str, dict[str, Any]] = {}
@@ -124,6 +127,8 @@ class PerClassAccuracy(Callback):
             text = tutorial_report(cm, [TUTORIAL_NAMES.get(c, c) for c in self.classes], self.print_format)
             (out / TUTORIAL_TEXT).write_text(text + "\n")
             print(text, flush=True)
+        if not self.figures:
+            return
         if stage == "val" and trainer.state.fn == TrainerFn.FITTING:
             self._pending_figures = (cm, step)  # drawn once, when the fit ends
         else:

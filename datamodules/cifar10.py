@@ -28,6 +28,7 @@ from datamodules.augment import normalize
 from datamodules.in_memory_loader import InMemoryLoader
 from datamodules.model_fit import check_model_fits
 from datamodules.predict_folder import read_predict_folder
+from datamodules.shared_data import shared
 from datamodules.sources import CLASSES, OFFICIAL_MD5, DataError, Location, RawCIFAR10, load_cifar10, locate
 from datamodules.splits import ordered_split, random_split
 
@@ -172,6 +173,9 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.hparams.source == "synthetic":  # drawn in milliseconds: nothing to download or cache
             return None if prepare_only else synthetic.synthetic_raw(self.hparams.synthetic_size, self.hparams.synthetic_test_size, self.hparams.synthetic_seed)
         cache = self.hparams.cache_dir
+        if (inherited := shared(self.hparams.data_dir, cache)) is not None:  # a run forked by a study that read them
+            self._location = inherited[0]
+            return None if prepare_only else inherited[1]
         if self._location is None:  # found once: prepare_data and setup both load, and fingerprinting stats every file
             self._location = locate(self.hparams.data_dir, self.hparams.download, self.hparams.archive_md5)
         return load_cifar10(

@@ -123,6 +123,10 @@ class FitParser:
             self.parser = built.args[0]
 
     def error(self, argv: list[str]) -> str | None:
+        return self.check(argv)[1]
+
+    def check(self, argv: list[str]) -> tuple[Any, str | None]:
+        """``fit``'s parsed config of ``argv`` (None if refused) and the one-line refusal (None if accepted)."""
         from cli.argv import prepare_argv
         from cli.session import RunSession
         from cli.validation import trainer_range_errors
@@ -133,11 +137,11 @@ class FitParser:
                 config = self.parser.parse_args(prepare_argv(["fit", *argv], RunSession()))
         except SystemExit:
             lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
-            return (lines[-1] if lines else "refused by train.py's parser").removeprefix("error: ")
+            return None, (lines[-1] if lines else "refused by train.py's parser").removeprefix("error: ")
         problems = trainer_range_errors(config.fit.trainer)
         if not problems and (problem := optimizer_error(config.fit.get("model"))):
             problems = [problem]
-        return " | ".join(problems) if problems else None
+        return (None, " | ".join(problems)) if problems else (config.fit, None)
 
 
 def optimizer_error(model: Any) -> str | None:

@@ -9,6 +9,7 @@ the plots into ``DIR`` (default ``runs/studies/<name>``). Exit codes: 0 every ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import signal
@@ -21,6 +22,7 @@ from studies.flags import STUDY_OWNED, FitParser, keys_in_argv, same_flag, to_ar
 from studies.plots import all_plots
 from studies.results import read_run
 from studies.launchers import Launcher, StudyInterrupted, StudyLaunchError, open_bar
+from studies.launchers.forked import fork_refusal
 from studies.launchers.local import LocalLauncher
 from studies.slurm_options import KEYS as SLURM_KEYS
 from studies.slurm_options import SlurmOptionError, SlurmOptions, slurm_options
@@ -73,21 +75,24 @@ def check_extra_args(spec: StudySpec, extra: list[str]) -> None:
             raise StudySpecError(f"--{key} is set from the study's seeds: (seed_flags)")
 
 
-def check_flags(spec: StudySpec, extra: list[str]) -> None:
-    """Every cell's full command line through train.py's own parser, before any run starts."""
+def check_flags(spec: StudySpec, extra: list[str]) -> Any:
+    """Every cell's full command line through train.py's own parser, before any run starts; returns the
+    runs' data settings as the study's flags and command line give them (``--data.*``, a namespace)."""
     parser = FitParser()
     base = ["--config", str(spec.config), *to_argv(spec.flags), *extra]
-    if error := parser.error(base):
+    config, error = parser.check(base)
+    if error:
         raise StudySpecError(f"study file {spec.path}: flags / command line: {error}")
     if spec.search:
         for flag, p in spec.search.params.items():
             for value in p.choices if p.choices is not None else (p.low, p.high):
                 if error := parser.error([*base, *to_argv({flag: int(value) if p.int else value})]):
                     raise StudySpecError(f"study file {spec.path}: search.params.{flag} = {value!r}: {error}")
-        return
+        return config.data
     for cell in spec.cells():
         if error := parser.error([*base, *to_argv(cell.flags)]):
             raise StudySpecError(f"study file {spec.path}: cell '{cell.name}': {error}")
+    return config.data
 
 
 def summarise_study(spec: StudySpec, out: Path, cells: list[Cell], echo: bool = True) -> int:
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             path = export_sweep(spec, extra, Path(args.export_wandb_sweep) if args.export_wandb_sweep else out / "wandb_sweep.yaml")
             print(f"W&B sweep written to {path}; run `wandb sweep {path}`, then `wandb agent <sweep-id>` on each machine (from the repository root).")
             return 0
-        check_flags(spec, extra)
+        data = check_flags(spec, extra)
         options = slurm_options(spec.slurm, {k: getattr(args, f"slurm_{k}") for k in SLURM_KEYS})
         if args.launcher == "local" and (args.no_wait or any(getattr(args, f"slurm_{k}") is not None for k in SLURM_KEYS)):
             raise StudySpecError("--no-wait and --slurm.* flags are for --launcher slurm")
@@ -133,12 +138,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {out}: cannot create the study directory there ({exc.strerror or exc})", file=sys.stderr)
         return 2
     try:
-        return _run(spec, out, extra, args, options, started)
+        with _shared_data(data, args):
+            return _run(spec, out, extra, args, options, started)
     except (StudyDirError, StudyLaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
         os.close(lock)  # releases the study directory (the OS does it too if this process dies)
+
+
+def _shared_data(data: Any, args: argparse.Namespace) -> contextlib.AbstractContextManager[bool]:
+    """Runs forked from this process inherit the images it read (``datamodules.shared_data``); other runs read their own."""
+    if args.launcher != "local" or not args.fork or data.get("source") == "synthetic" or fork_refusal(LocalLauncher.visible_gpus()) is not None:
+        return contextlib.nullcontext(False)
+    from datamodules.shared_data import shared_with_forked_runs
+
+    data_dir = data.get("data_dir")
+    if data_dir is not None:
+        data_dir = ROOT / Path(data_dir).expanduser()  # the runs' working directory is the repository (an absolute path stays)
+    return shared_with_forked_runs(data_dir, data.get("cache_dir"), data.get("archive_md5"))
 
 
 def _launcher(planner: TaskPlanner, args: argparse.Namespace, options: SlurmOptions) -> Launcher:

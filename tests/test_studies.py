@@ -109,7 +109,8 @@ def test_grid_study_writes_one_run_per_cell_and_seed_a_summary_and_plots(grid: t
         assert 0 <= float(r["best_val_acc"]) <= 1 and 0 <= float(r["test_acc"]) <= 1 and int(r["best_step"]) % 50 == 0 and float(r["wall_s"]) > 0
         run_dir = out / r["run_dir"]
         assert run_dir == out / OK_CELL / f"seed{r['seed']}" / "version_0", "every run is a normal train.py run directory"
-        assert all((run_dir / f).is_file() for f in ("config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "learning_curves.png", "status.json"))
+        assert all((run_dir / f).is_file() for f in ("config.yaml", "checkpoints/best.ckpt", "checkpoints/last.ckpt", "train_loss.csv", "status.json"))
+        assert not list(run_dir.glob("*.png")), "a study's runs leave the figures to the study (`figures: true` in its flags draws them)"
         assert (run_dir.parent / "eval-test" / "version_0" / "per_class_accuracy.json").is_file(), "best checkpoint evaluated on the test split"
     for r in summary[2:]:
         assert r["test_acc"] == "" and re.search(r"loss is (nan|inf) at step \d+", r["error"]), r

@@ -126,3 +126,42 @@ def test_test_true_without_a_best_checkpoint_is_reported_not_skipped(tmp_path: P
     assert FakePlanner(spec, out, []).next_phase(tasks[0]) == "done"
     assert summarise_study(spec, out, spec.cells(), echo=False) == 1
     assert "no checkpoints/best.ckpt to test" in (out / "summary.md").read_text()
+
+
+def test_a_study_run_draws_no_figures_of_its_own_unless_the_study_flags_ask(tmp_path: Path) -> None:
+    """The study draws every cell's curves and per-class accuracy itself; a run's own PNGs (~0.5 s each run) are
+    drawn only when the study file's flags say ``figures: true``, and that flag reaches the test phase too."""
+    from studies.flags import canonical_argv
+
+    default = parse_spec(tmp_path / "a.yaml", "name: a\nconfig: configs/mlp.yaml\nseeds: [0]\n")
+    asked = parse_spec(tmp_path / "b.yaml", "name: b\nconfig: configs/mlp.yaml\nseeds: [0]\nflags: {figures: true}\n")
+    for spec, expected in ((default, False), (asked, True)):
+        planner = TaskPlanner(spec, tmp_path / spec.name, [])
+        task = planner.task(spec.cells()[0], 0)
+        assert canonical_argv(planner.fit_argv(task)[3:])["figures"] is expected
+        run = task.path / "version_0" / "checkpoints"
+        run.mkdir(parents=True)
+        (run / "best.ckpt").write_bytes(b"")
+        assert canonical_argv(planner.test_argv(task)[3:])["figures"] is expected
+
+
+def test_the_launcher_wakes_when_a_run_exits_not_at_its_poll_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hand-over between runs costs no poll interval: the wait returns as the child exits (a 60 s timeout
+    would fail this test); where pidfds are refused, it sleeps the timeout instead."""
+    import subprocess
+
+    from studies.launchers import local
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    started = time.monotonic()
+    local.wait_for_exit([child.pid], 60.0)
+    assert time.monotonic() - started < 30 and child.poll() == 0
+
+    def refused(pid: int) -> int:
+        raise PermissionError("pidfd_open: operation not permitted")
+
+    slept: list[float] = []
+    monkeypatch.setattr(local.os, "pidfd_open", refused)
+    monkeypatch.setattr(local.time, "sleep", slept.append)
+    local.wait_for_exit([os.getpid()], 0.2)
+    assert slept == [0.2]

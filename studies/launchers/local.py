@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -32,6 +33,31 @@ from studies.tasks import Task, TaskPlanner, run_dir_holder
 
 tqdm.monitor_interval = 0  # no monitor thread: runs are forked from a single-threaded process
 POLL_S, BUSY_RETRY_S = 0.2, 5.0
+
+
+def wait_for_exit(pids: list[int], timeout_s: float) -> None:
+    """Return as soon as one of ``pids`` has exited, or after ``timeout_s``.
+
+    Why not a fixed sleep: a study of short runs pays the poll interval at every hand-over between runs (half
+    of 0.2 s on average, a dozen times in a 9-run study). A pidfd (Linux >= 5.3) turns readable when its
+    process exits, so ``select`` wakes at that moment; where pidfds are missing or refused, it sleeps.
+    """
+    fds: list[int] = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:  # exited and reaped already: nothing to wait for
+                return
+        if not fds:
+            time.sleep(timeout_s)
+            return
+        select.select(fds, [], [], timeout_s)
+    except (AttributeError, OSError):  # no os.pidfd_open, or the kernel/sandbox refuses it
+        time.sleep(timeout_s)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 @dataclass
@@ -76,7 +102,7 @@ def start_phase(
 class LocalLauncher:
     def __init__(self, planner: TaskPlanner, jobs: int = 1, echo: Callable[[str], None] = tqdm.write, busy_timeout_s: float = 900.0, fork: bool = False):
         self.planner, self.jobs, self.echo, self.busy_timeout_s = planner, max(1, jobs), echo, busy_timeout_s
-        self.gpus = self._gpus()
+        self.gpus = self.visible_gpus()
         self.fork, self._refusal = fork, None
 
     def _fork_now(self, argv: list[str]) -> bool:
@@ -96,7 +122,8 @@ class LocalLauncher:
         return env
 
     @staticmethod
-    def _gpus() -> list[str]:
+    def visible_gpus() -> list[str]:
+        """The GPUs the runs may use (none when the study process has not imported torch)."""
         if "torch" not in sys.modules:
             return []
         import torch
@@ -131,7 +158,7 @@ class LocalLauncher:
                     if slots[i] is None and (task := next((t for t in queue if t.not_before <= now), None)) is not None:
                         queue.remove(task)
                         slots[i] = self._start(task, i, queue)
-                time.sleep(POLL_S)
+                wait_for_exit([r.proc.pid for r in slots if r is not None], POLL_S if queue else 1.0)
         except KeyboardInterrupt:
             self._stop(slots)
             raise StudyInterrupted(signal.SIGINT) from None
