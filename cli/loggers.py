@@ -60,6 +60,13 @@ def wandb_run_id(run_dir: Path) -> str:
     return run_id
 
 
+def logs_to_wandb(logger: Any) -> bool:
+    """Whether a parsed ``trainer.logger`` setting logs to W&B (the default, ``None``, does)."""
+    if logger is None or logger is True:
+        return True
+    return any(isinstance(one, Namespace) and str(one.get("class_path", "")).endswith("WandbLogger") for one in (logger if isinstance(logger, list) else [logger]))
+
+
 def configure_loggers(logger: Any, run_dir: Path) -> Any:
     """The ``trainer.logger`` config with every path pointing into ``run_dir``."""
     if logger is False:

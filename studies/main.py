@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cli.loggers import logs_to_wandb
+from core.wandb_internals import SharedService, start_shared_service
 from studies.flags import STUDY_OWNED, FitParser, keys_in_argv, same_flag, to_argv
 from studies.plots import all_plots
 from studies.results import read_run
@@ -77,7 +79,7 @@ def check_extra_args(spec: StudySpec, extra: list[str]) -> None:
 
 def check_flags(spec: StudySpec, extra: list[str]) -> Any:
     """Every cell's full command line through train.py's own parser, before any run starts; returns the
-    runs' data settings as the study's flags and command line give them (``--data.*``, a namespace)."""
+    runs' ``fit`` config as the study's flags and command line give it (a namespace, before any cell's flags)."""
     parser = FitParser()
     base = ["--config", str(spec.config), *to_argv(spec.flags), *extra]
     config, error = parser.check(base)
@@ -88,11 +90,11 @@ def check_flags(spec: StudySpec, extra: list[str]) -> Any:
             for value in p.choices if p.choices is not None else (p.low, p.high):
                 if error := parser.error([*base, *to_argv({flag: int(value) if p.int else value})]):
                     raise StudySpecError(f"study file {spec.path}: search.params.{flag} = {value!r}: {error}")
-        return config.data
+        return config
     for cell in spec.cells():
         if error := parser.error([*base, *to_argv(cell.flags)]):
             raise StudySpecError(f"study file {spec.path}: cell '{cell.name}': {error}")
-    return config.data
+    return config
 
 
 def summarise_study(spec: StudySpec, out: Path, cells: list[Cell], echo: bool = True) -> int:
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             path = export_sweep(spec, extra, Path(args.export_wandb_sweep) if args.export_wandb_sweep else out / "wandb_sweep.yaml")
             print(f"W&B sweep written to {path}; run `wandb sweep {path}`, then `wandb agent <sweep-id>` on each machine (from the repository root).")
             return 0
-        data = check_flags(spec, extra)
+        runs_config = check_flags(spec, extra)
         options = slurm_options(spec.slurm, {k: getattr(args, f"slurm_{k}") for k in SLURM_KEYS})
         if args.launcher == "local" and (args.no_wait or any(getattr(args, f"slurm_{k}") is not None for k in SLURM_KEYS)):
             raise StudySpecError("--no-wait and --slurm.* flags are for --launcher slurm")
@@ -138,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {out}: cannot create the study directory there ({exc.strerror or exc})", file=sys.stderr)
         return 2
     try:
-        with _shared_data(data, args):
-            return _run(spec, out, extra, args, options, started)
+        with _shared_data(runs_config.data, args):
+            return _run(spec, out, extra, args, options, started, runs_config)
     except (StudyDirError, StudyLaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -159,19 +161,30 @@ def _shared_data(data: Any, args: argparse.Namespace) -> contextlib.AbstractCont
     return shared_with_forked_runs(data_dir, data.get("cache_dir"), data.get("archive_md5"))
 
 
-def _launcher(planner: TaskPlanner, args: argparse.Namespace, options: SlurmOptions) -> Launcher:
+def _launcher(planner: TaskPlanner, args: argparse.Namespace, options: SlurmOptions, wandb_service: SharedService | None = None) -> Launcher:
     if args.launcher == "local":
-        return LocalLauncher(planner, jobs=args.jobs, fork=args.fork)
+        return LocalLauncher(planner, jobs=args.jobs, fork=args.fork, run_env=wandb_service.env if wandb_service is not None else None)
     from studies.launchers.slurm import SlurmLauncher
 
     return SlurmLauncher(planner, options, wait=not args.no_wait, cluster="local" if args.launcher == "submitit-local" else "slurm")
 
 
-def _run(spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace, options: SlurmOptions, started: float) -> int:
+def _run(spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace, options: SlurmOptions, started: float, runs_config: Any) -> int:
     cells = [] if spec.search else spec.cells()
     claim(out, spec, extra, cells)
     planner = TaskPlanner(spec, out, extra)
-    launcher = _launcher(planner, args, options)
+    # The runs on this machine share one W&B service instead of each starting its own (core/wandb_internals.py).
+    wandb_service = start_shared_service() if args.launcher == "local" and logs_to_wandb(runs_config.trainer.get("logger")) else None
+    try:
+        return _launch(spec, out, extra, args, options, started, cells, planner, _launcher(planner, args, options, wandb_service))
+    finally:
+        if wandb_service is not None:
+            wandb_service.close()
+
+
+def _launch(
+    spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace, options: SlurmOptions, started: float, cells: list[Cell], planner: TaskPlanner, launcher: Launcher
+) -> int:
     at_once = f"{args.jobs} at once" if args.launcher == "local" else f"{args.launcher}, {options.array_parallelism if not spec.search else options.workers} at once"
     print(f"Study {spec.name}: {out}  ({'search' if spec.search else f'{len(cells)} cells'} x {len(spec.seeds)} seeds, {at_once})", flush=True)
     try:

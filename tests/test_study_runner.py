@@ -24,7 +24,7 @@ import json, os, sys, time
 from pathlib import Path
 seed_path = Path(sys.argv[1]); run = seed_path / "version_0"; run.mkdir(parents=True, exist_ok=True)
 start = time.time(); time.sleep(float(sys.argv[2]))
-keys = ("OMP_NUM_THREADS", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE", "WANDB_NAME")
+keys = ("OMP_NUM_THREADS", "WANDB_RUN_GROUP", "WANDB_JOB_TYPE", "WANDB_NAME", "WANDB_SERVICE")
 (seed_path / "fake.json").write_text(json.dumps({"start": start, "end": time.time(), **{k: os.environ.get(k) for k in keys}}))
 (run / "status.json").write_text(json.dumps({"status": "completed", "global_step": 1, "wall_s": 0.1, "segments": 1}))
 """
@@ -165,3 +165,11 @@ def test_the_launcher_wakes_when_a_run_exits_not_at_its_poll_timeout(tmp_path: P
     monkeypatch.setattr(local.time, "sleep", slept.append)
     local.wait_for_exit([os.getpid()], 0.2)
     assert slept == [0.2]
+
+
+def test_each_run_gets_the_environment_the_study_adds_as_it_starts(spec: object, tmp_path: Path) -> None:
+    """The study's shared W&B service token reaches every run; once the service has died, no later run gets it."""
+    offered = [{"WANDB_SERVICE": "3-1-unix-/tmp/socket"}, {}]
+    runner = LocalLauncher(FakePlanner(spec, tmp_path / "out", []), jobs=1, run_env=lambda: offered.pop(0))
+    tasks = _run(runner, spec)
+    assert [json.loads((t.path / "fake.json").read_text())["WANDB_SERVICE"] for t in tasks] == ["3-1-unix-/tmp/socket", None]

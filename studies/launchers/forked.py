@@ -43,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from core.wandb_internals import capture_new_console_streams
 from studies.spec import ROOT
 
 TRAIN_PY = str(ROOT / "train.py")
@@ -211,6 +212,7 @@ def _fresh_stdio() -> None:
     loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
     for handler in (h for lg in loggers for h in lg.handlers if type(h) is logging.StreamHandler):
         handler.setStream(sys.stdout if _fileno(handler.stream) == 1 else sys.stderr)
+    capture_new_console_streams()  # wandb, imported by the study for its shared service, captured the old ones
 
 
 def _fileno(stream: Any) -> int | None:

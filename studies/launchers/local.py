@@ -100,8 +100,13 @@ def start_phase(
 
 
 class LocalLauncher:
-    def __init__(self, planner: TaskPlanner, jobs: int = 1, echo: Callable[[str], None] = tqdm.write, busy_timeout_s: float = 900.0, fork: bool = False):
+    def __init__(
+        self, planner: TaskPlanner, jobs: int = 1, echo: Callable[[str], None] = tqdm.write, busy_timeout_s: float = 900.0, fork: bool = False,
+        run_env: Callable[[], dict[str, str]] | None = None,
+    ):  # fmt: skip
+        """``run_env``: variables added to each run's environment as it starts (the study's shared W&B service)."""
         self.planner, self.jobs, self.echo, self.busy_timeout_s = planner, max(1, jobs), echo, busy_timeout_s
+        self.run_env = run_env
         self.gpus = self.visible_gpus()
         self.fork, self._refusal = fork, None
 
@@ -117,6 +122,8 @@ class LocalLauncher:
     def env(self, task: Task, slot: int) -> dict[str, str]:
         """The CPU's threads split between the runs at once; with GPUs, one run per device (round robin)."""
         env = self.planner.env(task, threads=max(1, len(os.sched_getaffinity(0)) // self.jobs))
+        if self.run_env is not None:
+            env.update(self.run_env())
         if self.gpus:
             env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
         return env
