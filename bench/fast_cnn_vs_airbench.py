@@ -48,6 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from threading import Event
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -176,17 +178,36 @@ def airbench_summary(rows: list[dict[str, str]], run: str, time_column: str = "t
             "test_acc_tta": float(final[0]["tta_val_acc"]) if final else None, "train_seconds_per_epoch": per_epoch}
 
 
+_CHILDREN: set[subprocess.Popen] = set()  # the sides' running processes: with --concurrent, one side's failure stops the other's
+_STOPPING = Event()  # ... and no side starts another process after it
+
+
+def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+    if _STOPPING.is_set():
+        sys.exit("error: not started: the other side failed")
+    proc = subprocess.Popen(cmd, **kwargs)
+    _CHILDREN.add(proc)
+    return proc
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    try:
+        return proc.wait()
+    finally:
+        _CHILDREN.discard(proc)
+
+
 def run_airbench(src: Path, workdir: Path, threads: int, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, str]]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     log = workdir / "airbench.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, src.name], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = _start([sys.executable, src.name], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out = []
         for line in proc.stdout:  # shown as it comes: a CPU run takes hours
             print(line, end="", flush=True)
             fh.write(line)
             out.append(line)
-    if proc.wait() != 0:
+    if _wait(proc) != 0:
         sys.exit(f"error: {src.name} failed (exit {proc.returncode}); its output is in {log}")
     return parse_airbench_table("".join(out), columns)
 
@@ -197,9 +218,9 @@ def run_airbench_summary(src: Path, workdir: Path, threads: int, recipe: Recipe)
 
 def train_py(*args: str, threads: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    res = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env)
-    if res.returncode != 0:
-        sys.exit(f"error: train.py {args[0]} failed (exit {res.returncode}): train.py {' '.join(args)}")
+    code = _wait(_start([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env))
+    if code != 0:
+        sys.exit(f"error: train.py {args[0]} failed (exit {code}): train.py {' '.join(args)}")
 
 
 def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[str]) -> dict:
@@ -228,6 +249,26 @@ def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[s
     else:
         result["test_acc_tta"] = test_accuracy(last, "flip+translate", common[:4], evals)
     return result
+
+
+def side_by_side(*sides: Callable[[], dict]) -> list[dict]:
+    """Run the sides at once (threads that only wait on child processes); the first to fail stops the others'
+    processes (SIGTERM: our train.py saves last.ckpt and records ``interrupted``) and its error is raised, at
+    once rather than after the other side's hours."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    _STOPPING.clear()
+    with ThreadPoolExecutor(len(sides)) as pool:
+        futures = [pool.submit(side) for side in sides]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f.exception() for f in futures if f.done() and f.exception() is not None), None)
+        if failed is not None:
+            _STOPPING.set()
+            print(f"One side failed; stopping the other ({len(_CHILDREN)} process(es)).", file=sys.stderr, flush=True)
+            for proc in list(_CHILDREN):
+                proc.terminate()
+            raise failed
+    return [f.result() for f in futures]
 
 
 def mean_std(values: list[float]) -> dict:
@@ -289,12 +330,9 @@ def main(argv: list[str] | None = None) -> dict:
         run_ab = partial(run_airbench_summary, src, workdir, a.threads, recipe)
         run_ours = partial(run_fast_cnn, a, seed, max_steps, flags)
         if a.concurrent:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(2) as pool:  # two child processes; the threads only wait on them
-                ab_future, ours_future = pool.submit(run_ab), pool.submit(run_ours)
-                airbench.append(ab_future.result())
-                ours.append(ours_future.result())
+            airbench_result, ours_result = side_by_side(run_ab, run_ours)
+            airbench.append(airbench_result)
+            ours.append(ours_result)
         else:
             airbench.append(run_ab())
             ours.append(run_ours())

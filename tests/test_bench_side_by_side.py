@@ -133,3 +133,26 @@ def test_an_airbench94_muon_source_it_does_not_know_is_refused_in_one_line() -> 
 
     with pytest.raises(SystemExit, match=r"--airbench: 'ceil\(8 \* len\(train_loader\)\)' not found; this script knows airbench94_muon.py"):
         patch_airbench_muon("print('some other script')", "cpu", 8, 1, 2)
+
+
+# Fails as soon as our side has started (its runs folder exists), while our side has thousands of steps to go.
+FAILING_AIRBENCH_MUON = FAKE_AIRBENCH_MUON.replace("    batch_size = 2000\n", "    time.sleep(1)\n    sys.exit('airbench broke')\n    batch_size = 2000\n")
+
+
+def test_with_concurrent_one_side_failing_stops_the_other_at_once(batches_dir: Path, tmp_path: Path) -> None:
+    """Not after the other side's hours: our train.py gets SIGTERM, saves and records ``interrupted``."""
+    import json
+
+    import pytest
+
+    from bench.fast_cnn_vs_airbench import main
+
+    fake = tmp_path / "airbench94_muon.py"
+    fake.write_text(FAILING_AIRBENCH_MUON)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as failed:
+        main(["--recipe", "muon", "--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out), "--epochs", "20000", "--batch-size", "40",
+              "--threads", "1", "--concurrent", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
+    assert "airbench94_muon_patched.py failed" in str(failed.value), failed.value
+    (status,) = (out / "runs").glob("*/version_0/status.json")
+    assert json.loads(status.read_text())["status"] == "interrupted", "our side was stopped, not left to train its 60,000 steps"
