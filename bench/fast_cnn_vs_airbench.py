@@ -48,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from threading import Event
+from threading import Event, Lock
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,13 +180,15 @@ def airbench_summary(rows: list[dict[str, str]], run: str, time_column: str = "t
 
 _CHILDREN: set[subprocess.Popen] = set()  # the sides' running processes: with --concurrent, one side's failure stops the other's
 _STOPPING = Event()  # ... and no side starts another process after it
+_CHILDREN_LOCK = Lock()  # a process starts and is registered, or is refused, as one step against the stopping side's
 
 
 def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen:
-    if _STOPPING.is_set():
-        sys.exit("error: not started: the other side failed")
-    proc = subprocess.Popen(cmd, **kwargs)
-    _CHILDREN.add(proc)
+    with _CHILDREN_LOCK:
+        if _STOPPING.is_set():
+            sys.exit("error: not started: the other side failed")
+        proc = subprocess.Popen(cmd, **kwargs)
+        _CHILDREN.add(proc)
     return proc
 
 
@@ -263,9 +265,11 @@ def side_by_side(*sides: Callable[[], dict]) -> list[dict]:
         wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f.exception() for f in futures if f.done() and f.exception() is not None), None)
         if failed is not None:
-            _STOPPING.set()
-            print(f"One side failed; stopping the other ({len(_CHILDREN)} process(es)).", file=sys.stderr, flush=True)
-            for proc in list(_CHILDREN):
+            with _CHILDREN_LOCK:
+                _STOPPING.set()
+                running = list(_CHILDREN)
+            print(f"One side failed; stopping the other ({len(running)} process(es)).", file=sys.stderr, flush=True)
+            for proc in running:
                 proc.terminate()
             raise failed
     return [f.result() for f in futures]

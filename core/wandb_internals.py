@@ -8,7 +8,7 @@ through that module (``StagedLaunchInputs``, a singleton defined there), so whil
 there is nothing to apply, and :func:`skip_unstaged_launch_inputs` skips the import; once anything imported
 it, wandb's own method runs as before.
 
-2. One wandb-core for a study's runs (:func:`start_shared_service`). Each process's first ``wandb.init``
+2. One wandb-core for a study's runs (:class:`SharedService`). Each process's first ``wandb.init``
 starts its own ``wandb-core`` service and waits for it (a 0.2 s poll of its port file), unless
 ``WANDB_SERVICE`` names one already running: wandb's own mechanism for the processes of one program. A
 study's runs are such processes; the study starts one service (``wandb.sdk.lib.service.service_process``,
@@ -51,37 +51,47 @@ SERVICE_ENV = "WANDB_SERVICE"
 
 
 class SharedService:
-    """A running ``wandb-core`` for the runs this process launches; :meth:`env` is what a run needs to use it."""
+    """One ``wandb-core`` for the runs this process launches, started when the first of them asks (:meth:`env`).
 
-    def __init__(self, process: subprocess.Popen, token: str):
-        self._process, self._token = process, token
+    Detached, with an idle timeout: should this process die while runs still log (a second Ctrl-C), the service
+    outlives it until the last run has finished its W&B files, then exits by itself. Where it cannot start
+    (wandb missing, its binary refused) or once it has died, :meth:`env` offers nothing and each run starts
+    its own, as before. Starting it starts no thread in this process.
+    """
+
+    IDLE_TIMEOUT = "60s"
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+        self._token: str | None = None
+        self._tried = False
 
     def env(self) -> dict[str, str]:
-        """``WANDB_SERVICE`` while the service runs; nothing once it has died, so a run then starts its own."""
-        return {SERVICE_ENV: self._token} if self._process.poll() is None else {}
+        """``WANDB_SERVICE`` for the next run while the service runs; nothing where it does not."""
+        if not self._tried:
+            self._tried = True
+            self._start()
+        return {SERVICE_ENV: self._token} if self._process is not None and self._process.poll() is None and self._token else {}
+
+    def _start(self) -> None:
+        try:
+            from wandb.sdk.lib.service import service_process
+            from wandb.sdk.wandb_settings import Settings
+
+            started = service_process.start_detached(Settings(), idle_timeout=self.IDLE_TIMEOUT)
+            self._process, self._token = started._process, started.token.env_value
+        except Exception:  # noqa: BLE001 - wandb missing, or its service would not start: the runs' own path
+            self._process = None
 
     def close(self) -> None:
-        """Stop it (its runs have finished: each run's ``finish`` waited for its files to be written)."""
-        if self._process.poll() is None:
+        """Stop it once every run has ended (each run's W&B ``finish`` waited for its files to be written)."""
+        if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-
-
-def start_shared_service() -> SharedService | None:
-    """Start one ``wandb-core`` (it exits with this process too: ``--pid``); None where it cannot start, and
-    then every run starts its own, as before. Starts no thread in this process."""
-    try:
-        from wandb.sdk.lib.service import service_process
-        from wandb.sdk.wandb_settings import Settings
-
-        started = service_process.start(Settings())
-        return SharedService(started._process, started.token.env_value)
-    except Exception:  # noqa: BLE001 - wandb missing, or its service would not start: the runs' own path
-        return None
 
 
 def capture_new_console_streams() -> None:

@@ -173,7 +173,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         if self.hparams.source == "synthetic":  # drawn in milliseconds: nothing to download or cache
             return None if prepare_only else synthetic.synthetic_raw(self.hparams.synthetic_size, self.hparams.synthetic_test_size, self.hparams.synthetic_seed)
         cache = self.hparams.cache_dir
-        if (inherited := shared(self.hparams.data_dir, cache)) is not None:  # a run forked by a study that read them
+        if (inherited := shared(self.hparams.data_dir, cache, self.hparams.archive_md5)) is not None:  # a run forked by a study that read them
             self._location = inherited[0]
             return None if prepare_only else inherited[1]
         if self._location is None:  # found once: prepare_data and setup both load, and fingerprinting stats every file

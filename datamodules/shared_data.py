@@ -16,22 +16,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 
-from datamodules.sources import OFFICIAL_MD5, DataError, Location, RawCIFAR10, load_cifar10, locate
+from datamodules.sources import OFFICIAL_MD5, DataError, Location, RawCIFAR10, load_cifar10, locate, source_name
 
 CacheSetting = bool | str | None
-_SHARED: dict[tuple[str, CacheSetting], tuple[Location, RawCIFAR10]] = {}
+Key = tuple[str, CacheSetting, str | None]
+_SHARED: dict[Key, tuple[Location, RawCIFAR10]] = {}
 
 
-def _key(data_dir: str | os.PathLike, cache_dir: CacheSetting) -> tuple[str, CacheSetting]:
-    return str(Path(data_dir).expanduser().resolve()), cache_dir
+def _key(data_dir: str | os.PathLike, cache_dir: CacheSetting, archive_md5: str | None) -> Key:
+    """Paths resolved (a relative one against the working directory: the repository, in a study's runs)."""
+    cache = str(Path(cache_dir).expanduser().resolve()) if isinstance(cache_dir, str) else cache_dir
+    return str(Path(data_dir).expanduser().resolve()), cache, archive_md5
 
 
-def shared(data_dir: str | os.PathLike, cache_dir: CacheSetting) -> tuple[Location, RawCIFAR10] | None:
-    """The data this process was given to share for these settings (a forked run's), or None."""
-    return _SHARED.get(_key(data_dir, cache_dir)) if _SHARED else None
+def shared(data_dir: str | os.PathLike, cache_dir: CacheSetting, archive_md5: str | None = OFFICIAL_MD5) -> tuple[Location, RawCIFAR10] | None:
+    """The data this process was given to share for these settings (a forked run's), or None; named as the
+    caller spells ``data_dir``, so the run says where its data is as it would have alone."""
+    found = _SHARED.get(_key(data_dir, cache_dir, archive_md5)) if _SHARED else None
+    if found is None:
+        return None
+    location, raw = found
+    root = Path(data_dir).expanduser()
+    return replace(location, root=root), replace(raw, source=source_name(root, location.kind))
 
 
 @contextlib.contextmanager
@@ -42,7 +52,7 @@ def shared_with_forked_runs(data_dir: str | os.PathLike | None, cache_dir: Cache
     only with the cache kept: decoded the first time, the images are cached here once instead of by each of
     the first runs at once. Anything else, or any error, is left to the runs, which report it themselves.
     """
-    key = _key(data_dir, cache_dir) if data_dir is not None else None
+    key = _key(data_dir, cache_dir, archive_md5) if data_dir is not None else None
     loaded = False
     if key is not None and cache_dir not in (False, None) and key not in _SHARED:
         try:

@@ -120,7 +120,7 @@ def load_cifar10(
         if prepare_only:
             return None
         if (cached := read_cache(cache)) is not None:
-            return RawCIFAR10(**cached, source=_source_name(root, kind), class_folders=kind == "folder")
+            return RawCIFAR10(**cached, source=source_name(root, kind), class_folders=kind == "folder")
     # Opened before decoding: an unwritable place is known at once. prepare_only stays quiet about it, since
     # it then has nothing to prepare and the setup that decodes says it.
     writer = CacheWriter.open(cache, (lambda _: None) if prepare_only else notify) if cache is not None else None
@@ -145,7 +145,7 @@ def _decode(root: Path, kind: str) -> RawCIFAR10:
     return _read_image_folder(root)
 
 
-def _source_name(root: Path, kind: str) -> str:
+def source_name(root: Path, kind: str) -> str:
     return str({"batches": root / BATCHES_DIR, "archive": root / ARCHIVE_NAME}.get(kind, root))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.loggers import logs_to_wandb
-from core.wandb_internals import SharedService, start_shared_service
+from core.wandb_internals import SharedService
 from studies.flags import STUDY_OWNED, FitParser, keys_in_argv, same_flag, to_argv
 from studies.plots import all_plots
 from studies.results import read_run
@@ -140,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {out}: cannot create the study directory there ({exc.strerror or exc})", file=sys.stderr)
         return 2
     try:
-        with _shared_data(runs_config.data, args):
-            return _run(spec, out, extra, args, options, started, runs_config)
+        return _run(spec, out, extra, args, options, started, runs_config)
     except (StudyDirError, StudyLaunchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -155,10 +154,10 @@ def _shared_data(data: Any, args: argparse.Namespace) -> contextlib.AbstractCont
         return contextlib.nullcontext(False)
     from datamodules.shared_data import shared_with_forked_runs
 
-    data_dir = data.get("data_dir")
-    if data_dir is not None:
-        data_dir = ROOT / Path(data_dir).expanduser()  # the runs' working directory is the repository (an absolute path stays)
-    return shared_with_forked_runs(data_dir, data.get("cache_dir"), data.get("archive_md5"))
+    def as_the_runs_see_it(path: Any) -> Any:  # their working directory is the repository (an absolute path stays)
+        return str(ROOT / Path(path).expanduser()) if isinstance(path, str | os.PathLike) else path
+
+    return shared_with_forked_runs(as_the_runs_see_it(data.get("data_dir")), as_the_runs_see_it(data.get("cache_dir")), data.get("archive_md5"))
 
 
 def _launcher(planner: TaskPlanner, args: argparse.Namespace, options: SlurmOptions, wandb_service: SharedService | None = None) -> Launcher:
@@ -173,18 +172,18 @@ def _run(spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace,
     cells = [] if spec.search else spec.cells()
     claim(out, spec, extra, cells)
     planner = TaskPlanner(spec, out, extra)
-    # The runs on this machine share one W&B service instead of each starting its own (core/wandb_internals.py).
-    wandb_service = start_shared_service() if args.launcher == "local" and logs_to_wandb(runs_config.trainer.get("logger")) else None
-    try:
-        return _launch(spec, out, extra, args, options, started, cells, planner, _launcher(planner, args, options, wandb_service))
-    finally:
-        if wandb_service is not None:
-            wandb_service.close()
+    # The runs on this machine share one W&B service, started as the first run starts (core/wandb_internals.py).
+    wandb_service = SharedService() if args.launcher == "local" and logs_to_wandb(runs_config.trainer.get("logger")) else None
+    code = _launch(spec, out, extra, args, options, started, cells, planner, _launcher(planner, args, options, wandb_service), runs_config)
+    if wandb_service is not None:  # every run has ended (an exception would leave it to stop itself when idle)
+        wandb_service.close()
+    return code
 
 
 def _launch(
-    spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace, options: SlurmOptions, started: float, cells: list[Cell], planner: TaskPlanner, launcher: Launcher
-) -> int:
+    spec: StudySpec, out: Path, extra: list[str], args: argparse.Namespace, options: SlurmOptions, started: float, cells: list[Cell], planner: TaskPlanner,
+    launcher: Launcher, runs_config: Any,
+) -> int:  # fmt: skip
     at_once = f"{args.jobs} at once" if args.launcher == "local" else f"{args.launcher}, {options.array_parallelism if not spec.search else options.workers} at once"
     print(f"Study {spec.name}: {out}  ({'search' if spec.search else f'{len(cells)} cells'} x {len(spec.seeds)} seeds, {at_once})", flush=True)
     try:
@@ -200,8 +199,14 @@ def _launch(
             done = sum(t.phase == "done" for t in tasks)
             if done:
                 print(f"{done} of {len(tasks)} runs already finished (kept, not re-run)", flush=True)
-            with open_bar(len(tasks), done, spec.name) as bar:
-                launcher.run(tasks, bar)
+            with contextlib.ExitStack() as shared:
+                if done < len(tasks):  # runs to start: read their images once for the forked ones
+                    try:
+                        shared.enter_context(_shared_data(runs_config.data, args))
+                    except KeyboardInterrupt:
+                        raise StudyInterrupted(signal.SIGINT) from None
+                with open_bar(len(tasks), done, spec.name) as bar:
+                    launcher.run(tasks, bar)
     except StudyInterrupted as exc:
         print(f"\nStudy interrupted ({exc}): {launcher.interrupted_note()}. Resume with:\n  {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}", file=sys.stderr)
         if not spec.search:

@@ -24,7 +24,9 @@ from studies.flags import to_argv
 from studies.results import TEST_RUN_NAME, fit_run_dir, fit_status, read_launch, read_run, record_launch, seed_dir, test_result
 from studies.spec import ROOT, Cell, StudySpec
 
-RUN_ENV_KEYS = ("CIFAR_RUN_DIR", "CIFAR_RESUME_CKPT")  # a DDP worker's hand-over: never inherited by a new run
+# A DDP worker's hand-over, and a W&B service of whatever started the study (on another machine, a SLURM job could
+# not reach it; the local launcher offers its own): never inherited by a new run.
+RUN_ENV_KEYS = ("CIFAR_RUN_DIR", "CIFAR_RESUME_CKPT", "WANDB_SERVICE")
 # A study's runs draw no figures of their own unless its flags say `figures: true`: the study draws every cell's
 # curves and per-class accuracy in one figure each, from the CSV/JSON files the runs still write (~0.5 s a run).
 RUN_DEFAULTS = ["--figures", "false"]

@@ -3,6 +3,7 @@ decode in the run, the same tensors as a run that reads them itself; anything el
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import datamodules.cifar10 as cifar10_module
 import datamodules.sources as sources
 from datamodules import CIFAR10DataModule
 from datamodules.shared_data import shared, shared_with_forked_runs
+from datamodules.sources import load_cifar10
 
 
 def _fit_data(data_dir: Path) -> CIFAR10DataModule:
@@ -51,3 +53,33 @@ def test_other_settings_a_missing_folder_or_no_cache_read_their_own(image_folder
         assert not loaded and not downloads, "never a download: the runs report a missing folder themselves"
     with shared_with_forked_runs(image_folder, cache_dir=False) as loaded:
         assert not loaded and shared(image_folder, False) is None
+
+
+def test_a_relative_data_dir_and_cache_dir_are_the_runs_own_spelling_and_a_study_reads_only_for_forked_runs(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study reads the folders as its runs (working directory: the repository) will name them; a run that
+    names them relatively finds them and says where its data is as it would alone."""
+    import argparse
+
+    from jsonargparse import Namespace
+
+    from studies.main import _shared_data
+    from studies.spec import ROOT
+
+    cache = tmp_path / "caches"
+    load_cifar10(image_folder, download=False, cache_dir=cache, notify=lambda _: None)
+    data = Namespace(data_dir=os.path.relpath(image_folder, ROOT), cache_dir=os.path.relpath(cache, ROOT), archive_md5=sources.OFFICIAL_MD5, source="auto")
+    forking = argparse.Namespace(launcher="local", fork=True)
+    monkeypatch.setattr("studies.main.fork_refusal", lambda gpus: None)  # this test process has torch threads: pretend it could fork
+    monkeypatch.chdir(tmp_path)  # the study may be started anywhere
+    with _shared_data(data, forking) as loaded:
+        assert loaded and not list(tmp_path.glob("*.npz")), "nothing read or written relative to where the study started"
+        monkeypatch.chdir(ROOT)  # where its runs work
+        found = shared(data.data_dir, data.cache_dir, sources.OFFICIAL_MD5)
+        assert found is not None and found[1].source == data.data_dir, "the run's own spelling of its data folder"
+        assert shared(data.data_dir, data.cache_dir, "0" * 32) is None, "another --data.archive_md5 is another data set"
+    for args, source in ((argparse.Namespace(launcher="local", fork=False), "auto"), (argparse.Namespace(launcher="slurm", fork=True), "auto"),
+                         (forking, "synthetic")):  # fmt: skip
+        with _shared_data(Namespace(**{**vars(data), "source": source}), args) as loaded:
+            assert not loaded, (args, source)

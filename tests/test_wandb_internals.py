@@ -71,12 +71,14 @@ def test_a_forked_runs_new_stdout_is_captured_as_the_stream_wandb_patched_at_imp
 
 
 def test_runs_given_the_shared_service_connect_to_it_and_close_stops_it(tmp_path: Path) -> None:
-    from core.wandb_internals import SERVICE_ENV, start_shared_service
+    from core.wandb_internals import SERVICE_ENV, SharedService
 
-    service = start_shared_service()
-    assert service is not None
+    service = SharedService()
+    assert service._process is None, "nothing starts before the first run asks"
     try:
-        env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "PATH": "/usr/bin:/bin", **service.env()}
+        offered = service.env()
+        assert set(offered) == {SERVICE_ENV}, offered
+        env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "PATH": "/usr/bin:/bin", **offered}
         code = f"import wandb\nrun = wandb.init(dir={str(tmp_path)!r}, project='t')\nrun.log({{'a': 1}})\nrun.finish()\n"
         res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-2000:]
@@ -86,3 +88,14 @@ def test_runs_given_the_shared_service_connect_to_it_and_close_stops_it(tmp_path
         service.close()
     assert service.env() == {}, "a stopped service is offered to no further run: they start their own"
     assert SERVICE_ENV == "WANDB_SERVICE"
+
+
+def test_the_runs_logger_setting_says_whether_they_log_to_wandb() -> None:
+    from jsonargparse import Namespace
+
+    from cli.loggers import logs_to_wandb
+
+    assert logs_to_wandb(None) and logs_to_wandb(True), "W&B is the default logger"
+    assert logs_to_wandb(Namespace(class_path="lightning.pytorch.loggers.WandbLogger"))
+    assert logs_to_wandb([Namespace(class_path="lightning.pytorch.loggers.CSVLogger"), Namespace(class_path="WandbLogger")])
+    assert not logs_to_wandb(False) and not logs_to_wandb(Namespace(class_path="lightning.pytorch.loggers.CSVLogger"))

@@ -52,7 +52,10 @@ def wait_for_exit(pids: list[int], timeout_s: float) -> None:
         if not fds:
             time.sleep(timeout_s)
             return
-        select.select(fds, [], [], timeout_s)
+        poller = select.poll()  # not select.select: that refuses descriptors past 1023
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.poll(timeout_s * 1000)
     except (AttributeError, OSError):  # no os.pidfd_open, or the kernel/sandbox refuses it
         time.sleep(timeout_s)
     finally:
@@ -165,7 +168,7 @@ class LocalLauncher:
                     if slots[i] is None and (task := next((t for t in queue if t.not_before <= now), None)) is not None:
                         queue.remove(task)
                         slots[i] = self._start(task, i, queue)
-                wait_for_exit([r.proc.pid for r in slots if r is not None], POLL_S if queue else 1.0)
+                wait_for_exit([r.proc.pid for r in slots if r is not None], POLL_S)
         except KeyboardInterrupt:
             self._stop(slots)
             raise StudyInterrupted(signal.SIGINT) from None
