@@ -28,10 +28,13 @@ _CHUNK = 1000
 
 
 class LearningCurves(Callback):
-    """Writes ``learning_curves.png``, ``train_loss.csv`` and ``val_acc.csv`` into the run directory."""
+    """Writes ``learning_curves.png``, ``train_loss.csv`` and ``val_acc.csv`` into the run directory.
+
+    Args:
+        figures: False: the CSVs only, no PNG (a study's runs: the study draws every cell's curves in one figure).
+    """
 
     def __init__(self, figures: bool = True) -> None:
-        """``figures`` False: the CSVs only (a study's runs: the study draws every cell's curves in one figure)."""
         self.figures = figures
         self.train_steps: list[int] = []
         self.train_loss: list[float] = []

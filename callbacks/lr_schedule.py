@@ -21,7 +21,11 @@ from core.lightning_internals import logs_at_this_step
 
 class LRScheduleMonitor(Callback):
     """Writes ``lr_schedule.csv`` and ``lr_schedule.png`` into the run directory; logs ``lr/<group>`` and the
-    figure to the loggers (W&B). ``figures`` False: the CSV only (a study's runs)."""
+    figure to the loggers (W&B).
+
+    Args:
+        figures: False: the CSV only, no PNG (a study's runs).
+    """
 
     def __init__(self, figures: bool = True) -> None:
         self.figures = figures
