@@ -58,9 +58,13 @@ def default_run_name(args: list[str]) -> str:
 def logger_placeholder(args: list[str]) -> list[str]:
     if any(a.startswith(("--trainer.logger.save_dir", "--trainer.logger.init_args.save_dir")) for a in args):
         return args
-    for i, arg in enumerate(args[:-1]):
-        if arg == "--trainer.logger" and args[i + 1].rsplit(".", 1)[-1] in ("CSVLogger", "TensorBoardLogger"):
-            return [*args[: i + 2], "--trainer.logger.save_dir", ".", *args[i + 2 :]]
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag != "--trainer.logger" or (not eq and i + 1 == len(args)):
+            continue
+        end = i + 1 if eq else i + 2  # --trainer.logger=X or --trainer.logger X
+        if (value if eq else args[i + 1]).rsplit(".", 1)[-1] in ("CSVLogger", "TensorBoardLogger"):
+            return [*args[:end], "--trainer.logger.save_dir", ".", *args[end:]]
     return args
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -31,6 +31,7 @@ from callbacks.lr_schedule import LRScheduleMonitor
 from callbacks.per_class import PerClassAccuracy
 from callbacks.phase_times import PHASES_ENV, PhaseTimes
 from callbacks.prediction_writer import PredictionCSVWriter
+from callbacks.progress_bar import throttle_lightnings_bar
 from cli.argv import prepare_argv
 from cli.checkpoints import read_checkpoint
 from cli.loggers import LoggerConfigError, configure_loggers
@@ -39,6 +40,7 @@ from cli.resume_changes import ResumeChangeError, check_resume_changes, newest_c
 from cli.run_dirs import RunPlan, discard_if_empty, plan_run
 from cli.session import RunSession, process_rank
 from cli.validation import accelerator_error, run_location_errors, trainer_range_errors
+from core.lightning_internals import QuietWandbLogger
 from core.run_layout import CHECKPOINT_DIR
 
 DEFAULT_RUNS_DIR = "runs"
@@ -199,11 +201,17 @@ class CIFARCLI(LightningCLI):
         self._check_optimizer()
         plan = self.session.plan
         self.trainer.callbacks.append(RunReport(plan.run_dir, plan.note))
+        if not any(isinstance(c, ProgressBar) for c in self.config_init[self.subcommand].trainer.get("callbacks") or []):
+            throttle_lightnings_bar(self.trainer)  # Lightning's own bar redraws every batch: 10-25% of a small run
         if self.subcommand == "fit":
             self.trainer.callbacks.append(ValidateAtEnd())  # best.ckpt, last.ckpt and the footer include the last step
         if self.subcommand == "predict":
             self.trainer.callbacks.append(PredictionCSVWriter(plan.run_dir / "predictions.csv", self.datamodule))
         config = yaml.safe_load(self.session.saved_config)
+        if self.trainer.strategy.launcher is None:  # no process is forked or spawned from this one
+            for logger in self.trainer.loggers:
+                if isinstance(logger, QuietWandbLogger):
+                    logger.start_in_background()  # while the data is read and the model set up
         for logger in self.trainer.loggers:
             logger.log_hyperparams(config)  # the whole resolved config (trainer, seed, model class, data) in W&B/CSV/TB
         if (phases := os.environ.get(PHASES_ENV)) and process_rank() == 0:  # bench/end_to_end.py's breakdown

@@ -10,6 +10,7 @@ Everything else uses public APIs. What is here has no public route:
   step); :class:`FastHookNameMixin` keeps that assignment off ``nn.Module.__setattr__``.
 * Lightning's ``WandbLogger`` always passes ``anonymous=None`` to ``wandb.init`` (in ``_wandb_init``), which
   wandb >= 0.22 answers with a deprecation warning on every run; :class:`QuietWandbLogger` leaves it out.
+  Its start in a thread relies on Lightning's ``experiment`` getter storing the run in ``_experiment``.
 * Which training steps' logged values reach the loggers is decided inside Lightning's logger connector
   (``should_update_logs``); :func:`logs_at_this_step` is that rule written with public values.
 
@@ -19,11 +20,13 @@ rule) and the command line (requeue checkpoints, the W&B logger) all use it.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from core.wandb_internals import skip_unstaged_launch_inputs
 
@@ -57,10 +60,83 @@ class FastHookNameMixin:
 
 class QuietWandbLogger(LightningWandbLogger):
     """Lightning's WandbLogger, without the ``anonymous=None`` that makes wandb print a deprecation warning, and
-    without the import of wandb's Launch machinery that finds no Launch inputs (``core/wandb_internals.py``)."""
+    without the import of wandb's Launch machinery that finds no Launch inputs (``core/wandb_internals.py``).
+
+    :meth:`start_in_background` runs ``wandb.init`` in a thread while the data is read and the model set up.
+    What overlaps is its waiting (for its ``wandb-core`` service to start, ~0.2 s; file reads), not its
+    Python work, which holds the GIL: 0.2-0.3 s per process on a 2-core CPU (README, "Performance").
+    Whatever needs the run (``experiment``: every log call; ``finalize``) waits for the thread there, and
+    ``log_hyperparams`` before then is kept and applied, in order, once the run exists; a failed start raises
+    its own error at that first use. It relies on Lightning's ``experiment`` getter filling ``_experiment``.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
+        self._starting: _InThread | None = None
+        self._pending_hyperparams: list[Any] = []
+
+    def start_in_background(self) -> None:
+        """Start the W&B run in a thread now (once; rank 0). Only before any process is forked from this one:
+        wandb's threads and service connection do not survive a fork."""
+        if self._experiment is None and self._starting is None and rank_zero_only.rank == 0:
+            self._starting = _InThread(self._start)
+
+    def _start(self) -> Any:
         skip_unstaged_launch_inputs()
+        return LightningWandbLogger.experiment.fget(self)
+
+    def _wait_for_start(self) -> None:
+        starting, self._starting = self._starting, None
+        if starting is None:
+            return
+        starting.result()  # the start's own exception, if it failed
+        pending, self._pending_hyperparams = self._pending_hyperparams, []
+        for params in pending:
+            super().log_hyperparams(params)
+
+    @property
+    def experiment(self) -> Any:
+        self._wait_for_start()
+        if self._experiment is None:
+            skip_unstaged_launch_inputs()
+        return super().experiment
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        if self._starting is not None:
+            self._pending_hyperparams.append(params)
+        else:
+            super().log_hyperparams(params)
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        try:
+            self._wait_for_start()  # a run that ends before its first log still has its W&B run finished
+        except Exception:  # noqa: BLE001 - the start failed: there is no W&B run to finalize
+            return
+        super().finalize(status)
+
+
+class _InThread:
+    """A call running in a daemon thread; :meth:`result` joins it and returns its value or raises its exception."""
+
+    def __init__(self, call: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._value = call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="wandb-start", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value

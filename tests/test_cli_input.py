@@ -147,3 +147,10 @@ def test_the_srun_hint_is_silenced_outside_slurm_only(under_slurm: bool, monkeyp
         SLURMEnvironment.detect()
     hints = [w for w in caught if "`srun` command is available" in str(w.message)]
     assert len(hints) == (1 if under_slurm else 0), [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("spelling", [["--trainer.logger", "CSVLogger"], ["--trainer.logger=CSVLogger"], ["--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger"]])
+def test_a_file_logger_named_either_way_writes_into_the_run_directory(spelling: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--trainer.logger=CSVLogger`` was refused ("required: save_dir") where ``--trainer.logger CSVLogger`` ran."""
+    trainer = _printed_trainer(capsys, *base_args(tmp_path, tmp_path / "runs", logger=None), *spelling)
+    assert trainer["logger"]["init_args"]["save_dir"] == "."

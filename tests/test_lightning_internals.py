@@ -72,3 +72,46 @@ def test_checkpoint_callbacks_run_after_all_others() -> None:
     trainer = L.Trainer(callbacks=[last, curves], logger=False, enable_progress_bar=False, enable_model_summary=False)
     order = [type(cb) for cb in trainer.callbacks]
     assert order.index(LastCheckpoint) > order.index(LearningCurves)
+
+
+BACKGROUND_START = """
+import sys, threading
+import wandb
+seen = []
+init = wandb.init
+wandb.init = lambda **kw: (seen.append(threading.current_thread().name), init(**kw))[1]
+from core.lightning_internals import QuietWandbLogger
+logger = QuietWandbLogger(save_dir={save_dir!r}, offline=True, project="t", **{extra})
+logger.start_in_background()
+logger.log_hyperparams({{"a": 1, "b": 1}})
+logger.log_hyperparams({{"b": 2}})  # before the run exists: kept, applied in order
+try:
+    run = logger.experiment
+except Exception as exc:
+    logger.finalize("failed")  # nothing to finalize: quiet, the start's own error stays the one reported
+    print("RAISED", type(exc).__name__, seen)
+    sys.exit(0)
+print("RUN", seen, logger._experiment is run, sorted(dict(run.config).items()))
+run.finish()
+"""
+
+
+def _background_start(tmp_path: Path, extra: str = "{}") -> str:
+    import subprocess
+    import sys
+
+    code = BACKGROUND_START.format(save_dir=str(tmp_path), extra=extra)
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_a_background_wandb_start_fills_lightnings_experiment_and_gets_the_earlier_hyperparameters(tmp_path: Path) -> None:
+    """Lightning's getter still stores the run in ``_experiment`` (so it is started once, in the thread)."""
+    assert _background_start(tmp_path) == "RUN ['wandb-start'] True [('a', 1), ('b', 2)]"
+
+
+def test_a_failed_background_start_raises_its_own_error_at_the_first_use(tmp_path: Path) -> None:
+    out = _background_start(tmp_path, "{'mode': 'no-such-mode'}")
+    assert out.startswith("RAISED ") and "wandb-start" in out

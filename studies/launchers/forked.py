@@ -17,7 +17,8 @@ What a forked run keeps from a subprocess, and how:
   read it when the study process imported torch);
 * its exit code and outcome record: it runs ``train.run_as_script()`` and ends the way an interpreter
   does (non-daemon threads joined, ``atexit`` callbacks run, streams flushed, an uncaught exception's
-  traceback printed with code 1), then ``os._exit`` so nothing of the study's runs in it afterwards;
+  traceback printed with code 1), then ``os._exit`` so nothing of the study's runs in it afterwards
+  (``core/process_exit.py``, the way ``python train.py`` itself ends);
 * resume, files, dying with the study: unchanged, they are train.py's and the launcher's (``preexec_fn``,
   ``PR_SET_PDEATHSIG``, runs first in the child).
 
@@ -29,7 +30,6 @@ launcher then starts the run as a subprocess, as before.
 
 from __future__ import annotations
 
-import atexit
 import io
 import locale
 import logging
@@ -37,12 +37,12 @@ import os
 import signal
 import sys
 import threading
-import traceback
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from core.process_exit import run_and_exit
 from core.wandb_internals import capture_new_console_streams
 from studies.spec import ROOT
 
@@ -140,8 +140,8 @@ class ForkedRun:
 
 def _child(argv: list[str], cwd: Path, env: dict[str, str], log_fd: int, preexec_fn: Callable[[], None] | None, mask: set[signal.Signals]) -> None:
     """The forked run, from its first line to ``os._exit``: nothing raised here may reach the study's code."""
-    code = 1
-    try:
+
+    def run() -> None:
         import gc
 
         gc.freeze()  # the study's objects are never collected here: none of them closes a file of the run's
@@ -152,18 +152,8 @@ def _child(argv: list[str], cwd: Path, env: dict[str, str], log_fd: int, preexec
         import train
 
         train.run_as_script()
-    except SystemExit as exc:
-        code = _exit_code(exc)
-    except KeyboardInterrupt:  # as the interpreter does: the traceback, then die of SIGINT
-        traceback.print_exc()
-        code = -signal.SIGINT
-    except BaseException:  # noqa: BLE001 - as the interpreter does: the traceback, exit code 1
-        traceback.print_exc()
-    finally:
-        try:
-            code = _interpreter_exit(code)
-        finally:
-            os._exit(code if 0 <= code <= 255 else 1)  # never back into the study's code
+
+    run_and_exit(run)
 
 
 def _fresh_process(argv: list[str], cwd: Path, env: dict[str, str], log_fd: int) -> None:
@@ -237,33 +227,3 @@ def _fresh_rngs() -> None:
         np.random.seed()  # a fresh process seeds NumPy's global generator from entropy
     if (torch := sys.modules.get("torch")) is not None:
         torch.default_generator.set_state(torch.Generator().get_state())  # a new generator has torch's default seed
-
-
-def _exit_code(exc: SystemExit) -> int:
-    """``sys.exit(x)`` the way the interpreter turns it into an exit status."""
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
-def _interpreter_exit(code: int) -> int:
-    """What ``Py_FinalizeEx`` does before the process ends: join non-daemon threads, run ``atexit``, flush."""
-    try:
-        for thread in threading.enumerate():
-            if thread is not threading.current_thread() and not thread.daemon:
-                thread.join()
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001, S110 - a closed or broken stream: nothing more to write
-                pass
-    if code < 0:  # die of the signal, as the interpreter does after an uncaught KeyboardInterrupt
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-        return 128 - code
-    return code & 0xFF
