@@ -5,8 +5,10 @@ Lightning's ``TQDMProgressBar`` redraws the bar and recomputes its metrics after
 with W&B, which copies every console write into the run's ``output.log``, 1.7 s (README, "Performance").
 A person reads a bar a few times a second at most. This one passes a batch's redraw on to Lightning only
 when ``min_interval_s`` has passed since the last one; the last batch of every loop (and the last batch
-seen when a loop ends early, at ``max_steps`` or an interruption) is always drawn, so the bar ends on the
-true count and metrics. Only the public hooks are overridden; each skipped batch keeps just its index.
+seen when a loop ends early, at ``max_steps``) is always drawn, so the bar ends on the
+true count and metrics, and so is the last batch that ended before an exception (an interruption, a
+divergence). ``refresh_rate`` keeps Lightning's meaning. Only the public hooks are overridden; each skipped
+batch keeps just its index.
 
 ``train.py`` puts it in place of the bar Lightning would add on its own; a progress bar named in
 ``--trainer.callbacks`` is used as given, and ``--trainer.enable_progress_bar false`` shows none.
@@ -43,6 +45,8 @@ class ThrottledProgressBar(TQDMProgressBar):
 
     # ------------------------------------------------------------------ the throttle
     def _due(self, n: int, total: int | float | None) -> bool:
+        if n != total and n % self.refresh_rate:
+            return False  # Lightning's own rule would not draw this batch: it does not restart the interval either
         now = self._clock()
         if n == total or now - self._drawn_at >= self.min_interval_s:
             self._drawn_at = now
@@ -51,6 +55,8 @@ class ThrottledProgressBar(TQDMProgressBar):
 
     def _batch_end(self, loop: str, draw: Callable[..., None], trainer: Trainer, pl_module: LightningModule,
                    batch_idx: int, dataloader_idx: int, total: int | float | None) -> None:
+        if not self.is_enabled:
+            return
         if self._due(batch_idx + 1, total):
             self._skipped.pop(loop, None)
             draw(trainer, pl_module, batch_idx, dataloader_idx)
@@ -110,6 +116,16 @@ class ThrottledProgressBar(TQDMProgressBar):
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._catch_up("predict", self._draw_predict)
         super().on_predict_end(trainer, pl_module)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """An interrupted, diverged or failed run: each open bar shows the last batch that ended."""
+        for loop, draw in (("train", self._draw_train), ("validation", self._draw_validation),
+                           ("test", self._draw_test), ("predict", self._draw_predict)):
+            try:
+                self._catch_up(loop, draw)
+            except Exception:  # noqa: BLE001, S110 - a redraw must never hide the run's own exception
+                pass
+        super().on_exception(trainer, pl_module, exception)
 
 
 def throttle_lightnings_bar(trainer: Trainer) -> None:

@@ -275,5 +275,12 @@ def _named(message: str, flag: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """One line for the user: the message's first line, and where that only introduces what follows ("Problem with
+    given class_path 'X':"), the lines after it joined on (at most 400 characters)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if not lines[0].endswith(":") or len(lines) == 1:
+        return lines[0]
+    joined = " ".join(lines)
+    return joined if len(joined) <= 400 else joined[:397] + "..."

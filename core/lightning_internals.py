@@ -62,12 +62,14 @@ class QuietWandbLogger(LightningWandbLogger):
     """Lightning's WandbLogger, without the ``anonymous=None`` that makes wandb print a deprecation warning, and
     without the import of wandb's Launch machinery that finds no Launch inputs (``core/wandb_internals.py``).
 
-    :meth:`start_in_background` runs ``wandb.init`` in a thread while the data is read and the model set up.
-    What overlaps is its waiting (for its ``wandb-core`` service to start, ~0.2 s; file reads), not its
-    Python work, which holds the GIL: 0.2-0.3 s per process on a 2-core CPU (README, "Performance").
-    Whatever needs the run (``experiment``: every log call; ``finalize``) waits for the thread there, and
-    ``log_hyperparams`` before then is kept and applied, in order, once the run exists; a failed start raises
-    its own error at that first use. It relies on Lightning's ``experiment`` getter filling ``_experiment``.
+    :meth:`start_in_background` runs ``wandb.init`` in a thread while the Trainer sets itself up. Lightning
+    touches every logger's ``experiment`` just before the DataModule's ``setup``, so what overlaps is
+    ``wandb.init``'s waiting (for its ``wandb-core`` service to start) with the Trainer's own start; its
+    Python work holds the GIL. Measured: training starts 0.1-0.3 s sooner (README, "Performance").
+    Whatever needs the run (``experiment``: every log call; ``finalize``) waits for the thread there; a wait
+    cut short (Ctrl-C) leaves it to the next one, so the session's closing ``finalize`` still finishes the run.
+    ``log_hyperparams`` before the run exists is kept and applied, in order, once it does. A failed start
+    raises its own error at every later use, never a second ``wandb.init``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -75,10 +77,11 @@ class QuietWandbLogger(LightningWandbLogger):
         if self._wandb_init.get("anonymous") is None:
             self._wandb_init.pop("anonymous", None)
         self._starting: _InThread | None = None
+        self._start_error: BaseException | None = None
         self._pending_hyperparams: list[Any] = []
 
     def start_in_background(self) -> None:
-        """Start the W&B run in a thread now (once; rank 0). Only before any process is forked from this one:
+        """Start the W&B run in a thread now (once; rank 0). Only where no process is forked from this one:
         wandb's threads and service connection do not survive a fork."""
         if self._experiment is None and self._starting is None and rank_zero_only.rank == 0:
             self._starting = _InThread(self._start)
@@ -88,10 +91,15 @@ class QuietWandbLogger(LightningWandbLogger):
         return LightningWandbLogger.experiment.fget(self)
 
     def _wait_for_start(self) -> None:
-        starting, self._starting = self._starting, None
-        if starting is None:
+        if self._start_error is not None:
+            raise self._start_error
+        if self._starting is None:
             return
-        starting.result()  # the start's own exception, if it failed
+        error = self._starting.wait()  # a signal here raises out of the wait, and the thread stays to be waited for
+        self._starting = None
+        if error is not None:
+            self._start_error = error
+            raise error
         pending, self._pending_hyperparams = self._pending_hyperparams, []
         for params in pending:
             super().log_hyperparams(params)
@@ -120,23 +128,27 @@ class QuietWandbLogger(LightningWandbLogger):
 
 
 class _InThread:
-    """A call running in a daemon thread; :meth:`result` joins it and returns its value or raises its exception."""
+    """A call running in a daemon thread; :meth:`wait` waits for it and returns the exception it raised, if any.
+
+    It waits on an ``Event``, not ``Thread.join``: a join cut short by a signal's exception can leave the thread
+    marked stopped while it still runs (CPython 3.11's ``_wait_for_tstate_lock``), so the next join would return
+    at once; an Event can be waited for again.
+    """
 
     def __init__(self, call: Any) -> None:
-        self._value: Any = None
         self._error: BaseException | None = None
+        self._done = threading.Event()
 
         def run() -> None:
             try:
-                self._value = call()
+                call()
             except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits
                 self._error = exc
+            finally:
+                self._done.set()
 
-        self._thread = threading.Thread(target=run, name="wandb-start", daemon=True)
-        self._thread.start()
+        threading.Thread(target=run, name="wandb-start", daemon=True).start()
 
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
+    def wait(self) -> BaseException | None:
+        self._done.wait()
+        return self._error

@@ -150,7 +150,23 @@ def test_the_srun_hint_is_silenced_outside_slurm_only(under_slurm: bool, monkeyp
 
 
 @pytest.mark.parametrize("spelling", [["--trainer.logger", "CSVLogger"], ["--trainer.logger=CSVLogger"], ["--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger"]])
-def test_a_file_logger_named_either_way_writes_into_the_run_directory(spelling: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_file_logger_named_either_way_gets_the_run_directory_as_its_save_dir(spelling: list[str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """``--trainer.logger=CSVLogger`` was refused ("required: save_dir") where ``--trainer.logger CSVLogger`` ran."""
     trainer = _printed_trainer(capsys, *base_args(tmp_path, tmp_path / "runs", logger=None), *spelling)
-    assert trainer["logger"]["init_args"]["save_dir"] == "."
+    assert trainer["logger"]["init_args"]["save_dir"] == "."  # "." = the run directory (cli/loggers.py)
+
+
+def test_a_csv_logger_given_with_an_equals_sign_writes_its_metrics_into_the_run_directory(batches_dir: Path, tmp_path: Path) -> None:
+    from tests.cli_helpers import only_run_dir
+
+    run_cli("fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.max_steps", "2", logger=None), "--trainer.logger=CSVLogger")
+    assert (only_run_dir(tmp_path / "runs") / "metrics.csv").is_file()
+
+
+def test_a_refusal_whose_first_line_only_introduces_the_cause_keeps_the_cause() -> None:
+    """A constructor's error read 'error: Problem with given class_path 'X':' and nothing else (seen in a study)."""
+    from cli.lightning_cli import _first_line
+
+    assert _first_line(ValueError("Problem with given class_path 'a.B':\n  - Key 'c' is required\n")) == "Problem with given class_path 'a.B': - Key 'c' is required"
+    assert _first_line(ValueError("lr must be > 0\nmore detail")) == "lr must be > 0"
+    assert _first_line(ValueError("")) == "ValueError" and len(_first_line(ValueError("x:\n" + "y" * 1000))) == 400

@@ -75,7 +75,7 @@ def test_checkpoint_callbacks_run_after_all_others() -> None:
 
 
 BACKGROUND_START = """
-import sys, threading
+import signal, sys, threading
 import wandb
 seen = []
 init = wandb.init
@@ -85,22 +85,46 @@ logger = QuietWandbLogger(save_dir={save_dir!r}, offline=True, project="t", **{e
 logger.start_in_background()
 logger.log_hyperparams({{"a": 1, "b": 1}})
 logger.log_hyperparams({{"b": 2}})  # before the run exists: kept, applied in order
-try:
-    run = logger.experiment
-except Exception as exc:
-    logger.finalize("failed")  # nothing to finalize: quiet, the start's own error stays the one reported
-    print("RAISED", type(exc).__name__, seen)
-    sys.exit(0)
+{body}
+"""
+
+USED = """
+run = logger.experiment
 print("RUN", seen, logger._experiment is run, sorted(dict(run.config).items()))
 run.finish()
 """
 
+FAILED = """
+logger.finalize("failed")  # the first use: nothing to finalize, and quiet (the start's own error is the one reported)
+errors = []
+for _ in range(2):
+    try:
+        logger.experiment
+    except Exception as exc:
+        errors.append(type(exc).__name__)
+print("RAISED", errors, seen)  # the same error each time, and wandb.init called once
+"""
 
-def _background_start(tmp_path: Path, extra: str = "{}") -> str:
+INTERRUPTED = """
+def stop(signum, frame):
+    raise KeyboardInterrupt
+signal.signal(signal.SIGALRM, stop)
+signal.setitimer(signal.ITIMER_REAL, 0.02)  # Ctrl-C while the main thread waits for the start
+try:
+    logger.experiment
+    print("NOT INTERRUPTED")
+except KeyboardInterrupt:
+    logger.finalize("interrupted")  # the session's close: waits for the thread, so the run can be finished
+    print("FINISHED" if wandb.run is not None and logger._experiment is wandb.run else "LOST", seen)
+    wandb.run.finish()
+"""
+
+
+def _background_start(tmp_path: Path, body: str, extra: str = "{}") -> str:
     import subprocess
     import sys
 
-    code = BACKGROUND_START.format(save_dir=str(tmp_path), extra=extra)
+    code = BACKGROUND_START.format(save_dir=str(tmp_path), extra=extra, body=body)
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "PATH": "/usr/bin:/bin"}
     res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -109,9 +133,12 @@ def _background_start(tmp_path: Path, extra: str = "{}") -> str:
 
 def test_a_background_wandb_start_fills_lightnings_experiment_and_gets_the_earlier_hyperparameters(tmp_path: Path) -> None:
     """Lightning's getter still stores the run in ``_experiment`` (so it is started once, in the thread)."""
-    assert _background_start(tmp_path) == "RUN ['wandb-start'] True [('a', 1), ('b', 2)]"
+    assert _background_start(tmp_path, USED) == "RUN ['wandb-start'] True [('a', 1), ('b', 2)]"
 
 
-def test_a_failed_background_start_raises_its_own_error_at_the_first_use(tmp_path: Path) -> None:
-    out = _background_start(tmp_path, "{'mode': 'no-such-mode'}")
-    assert out.startswith("RAISED ") and "wandb-start" in out
+def test_a_failed_background_start_raises_its_own_error_at_every_use_and_never_starts_again(tmp_path: Path) -> None:
+    assert _background_start(tmp_path, FAILED, "{'mode': 'no-such-mode'}") == "RAISED ['ValidationError', 'ValidationError'] ['wandb-start']"
+
+
+def test_a_signal_during_the_wait_leaves_the_start_to_the_closing_finalize(tmp_path: Path) -> None:
+    assert _background_start(tmp_path, INTERRUPTED) == "FINISHED ['wandb-start']"

@@ -39,7 +39,8 @@ def _run(ending: str, fast: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
 
 
-@pytest.mark.parametrize("ending,status", [("pass", 0), ("sys.exit(3)", 3), ("sys.exit('a message')", 1), ("raise ValueError('boom')", 1)])
+@pytest.mark.parametrize("ending,status", [("pass", 0), ("sys.exit(3)", 3), ("sys.exit(-1)", 255), ("sys.exit(256 + 7)", 7),
+                                           ("sys.exit('a message')", 1), ("raise ValueError('boom')", 1)])
 def test_the_exit_keeps_the_interpreters_exit_work_and_status_and_skips_its_teardown(ending: str, status: int) -> None:
     fast, normal = _run(ending), _run(ending, fast=False)
     assert fast.returncode == normal.returncode == status
@@ -55,3 +56,16 @@ def test_an_uncaught_keyboard_interrupt_ends_the_process_by_sigint_as_the_interp
     assert fast.returncode == normal.returncode == -signal.SIGINT
     assert "KeyboardInterrupt" in fast.stderr and "ATEXIT" in fast.stderr
 
+
+
+def test_a_thread_pool_left_running_stops_as_at_the_interpreters_exit() -> None:
+    """concurrent.futures pools stop through threading's exit callbacks, which run before the join."""
+    ending = "import concurrent.futures; pool = concurrent.futures.ThreadPoolExecutor(1); pool.submit(print, end='POOL ').result()"
+    fast, normal = _run(ending), _run(ending, fast=False)
+    assert fast.returncode == normal.returncode == 0 and fast.stdout == normal.stdout == "BUFFERED POOL THREAD "
+
+
+def test_a_stdout_that_cannot_be_flushed_exits_120_as_the_interpreter_does() -> None:
+    ending = "import os; os.close(1)"  # what `train.py ... | head` meets once head has gone
+    fast, normal = _run(ending), _run(ending, fast=False)
+    assert fast.returncode == normal.returncode == 120

@@ -17,11 +17,14 @@ from tests.cli_helpers import base_args, run_cli
 
 
 class _Tiny(L.LightningModule):
-    def __init__(self) -> None:
+    def __init__(self, fail_at: int | None = None) -> None:
         super().__init__()
         self.layer = torch.nn.Linear(2, 1)
+        self.fail_at = fail_at
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if batch_idx == self.fail_at:
+            raise RuntimeError("a failing step")
         loss = torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
         self.log("loss", loss, prog_bar=True)
         return loss
@@ -33,16 +36,39 @@ class _Tiny(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def _frames(bar: TQDMProgressBar, capsys: pytest.CaptureFixture, max_steps: int = -1) -> list[str]:
-    """Every redraw of the training bar while fitting 40 training and 8 validation batches, as printed."""
+class _Clock(L.Callback):
+    """A fake clock that moves ``per_batch`` seconds at the start of every training batch."""
+
+    def __init__(self, per_batch: float) -> None:
+        self.now, self.per_batch = 100.0, per_batch
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_train_batch_start(self, *args: object) -> None:
+        self.now += self.per_batch
+
+
+def _printed(bar: TQDMProgressBar, capsys: pytest.CaptureFixture, max_steps: int = -1, fail_at: int | None = None,
+             clock: L.Callback | None = None) -> str:
+    """What fitting 40 training and 8 validation batches (2 epochs) prints, one redraw per line."""
     data = DataLoader(TensorDataset(torch.randn(40, 2), torch.randn(40, 1)), batch_size=1)
     val = DataLoader(TensorDataset(torch.randn(8, 2), torch.randn(8, 1)), batch_size=1)
-    trainer = L.Trainer(max_epochs=2, max_steps=max_steps, callbacks=[bar], logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer = L.Trainer(max_epochs=2, max_steps=max_steps, callbacks=[bar, *([clock] if clock else [])], logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
     capsys.readouterr()
-    trainer.fit(_Tiny(), data, val)
+    if fail_at is None:
+        trainer.fit(_Tiny(), data, val)
+    else:
+        with pytest.raises(RuntimeError, match="a failing step"):
+            trainer.fit(_Tiny(fail_at), data, val)
     printed = capsys.readouterr()
-    return re.findall(r"Epoch \d+: +\d+%\|[^|]*\| (\d+)/40", (printed.out + printed.err).replace("\r", "\n"))
+    return (printed.out + printed.err).replace("\r", "\n")
+
+
+def _frames(bar: TQDMProgressBar, capsys: pytest.CaptureFixture, **kwargs: object) -> list[str]:
+    """Every redraw of the training bar, as the batch count it shows."""
+    return re.findall(r"Epoch \d+: +\d+%\|[^|]*\| (\d+)/40", _printed(bar, capsys, **kwargs))
 
 
 def test_lightnings_bar_redraws_every_batch_and_ours_only_when_its_interval_has_passed(capsys: pytest.CaptureFixture) -> None:
@@ -59,6 +85,23 @@ def test_lightnings_bar_redraws_every_batch_and_ours_only_when_its_interval_has_
 def test_a_fit_stopped_mid_epoch_ends_its_bar_on_the_last_step_not_the_last_one_drawn(capsys: pytest.CaptureFixture) -> None:
     frames = _frames(ThrottledProgressBar(min_interval_s=0.1, clock=lambda: 100.0), capsys, max_steps=53)
     assert frames[-1] == "13", frames  # 53 steps: the second epoch stopped after 13 batches
+
+
+def test_a_failing_step_leaves_the_bar_on_the_last_batch_that_ended(capsys: pytest.CaptureFixture) -> None:
+    frames = _frames(ThrottledProgressBar(min_interval_s=0.1, clock=lambda: 100.0), capsys, fail_at=12)
+    assert frames[-1] == "12", frames  # batch 13 (index 12) raised: 12 batches had ended
+
+
+def test_the_validation_bar_ends_on_its_last_batch(capsys: pytest.CaptureFixture) -> None:
+    printed = _printed(ThrottledProgressBar(min_interval_s=0.1, clock=lambda: 100.0), capsys)
+    assert re.findall(r"Validation DataLoader 0: +\d+%\|[^|]*\| (\d+)/8", printed)[-1] == "8"
+
+
+def test_lightnings_refresh_rate_still_chooses_the_batches_and_the_interval_only_thins_them(capsys: pytest.CaptureFixture) -> None:
+    """refresh_rate 4 with 0.04 s batches and a 0.1 s interval: every 4th batch is 0.16 s after the last drawn one."""
+    frames = _frames(ThrottledProgressBar(refresh_rate=4, min_interval_s=0.1, clock=(clock := _Clock(0.04))), capsys, clock=clock)
+    drawn = {int(n) for n in frames} - {0}
+    assert drawn == set(range(4, 41, 4)), sorted(drawn)
 
 
 def test_a_negative_interval_is_refused_naming_it() -> None:
