@@ -12,7 +12,7 @@ A LightningCLI (``cli/lightning_cli.py``) with what a researcher would otherwise
 
 Exit codes (``core.run_layout.ExitCode``): 0 done, 1 an unexpected error (a traceback), 2 bad input (one line
 naming the flag or path), 3 diverged, 75 the run directory is in use by another process (try again later),
-128+N stopped by signal N. A launcher that sets ``CIFAR_OUTCOME_FILE`` also gets the code and the error
+128+N stopped by signal N (141: the output pipe was closed, as in ``train.py fit ... | head``). A launcher that sets ``CIFAR_OUTCOME_FILE`` also gets the code and the error
 line there as JSON, so it never has to read the console.
 """
 
@@ -20,9 +20,20 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from typing import NoReturn
+
+
+def _stopped_while_importing(signum: int, frame: object) -> None:
+    """Ctrl-C before ``main`` installs its handlers (the imports take seconds): the one line of a later start-up stop."""
+    print("Stopped by SIGINT (Ctrl-C) during start-up, before the run produced anything.", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__":  # `python train.py` only; main() replaces it (callbacks/interrupts.py)
+    signal.signal(signal.SIGINT, _stopped_while_importing)
 
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -101,6 +112,8 @@ def main(argv: list[str] | None = None) -> CIFARCLI:
 def run_as_script() -> NoReturn:
     """``main()`` with its ending turned into an exit code (and, for a launcher, an outcome record)."""
     rank0 = process_rank() == 0
+    if signal.getsignal(signal.SIGINT) is _stopped_while_importing:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # what main()'s handlers go back to when it ends
     try:
         main()
         code, error = ExitCode.OK, None
@@ -112,6 +125,13 @@ def run_as_script() -> NoReturn:
         code = ExitCode.DIVERGED if isinstance(exc, DivergenceError) else ExitCode.BUSY if isinstance(exc, RunDirBusy) else ExitCode.BAD_INPUT
         error = str(exc)
         print(f"error: {error}", file=sys.stderr)
+    except BrokenPipeError:  # the console's reader went away (`train.py fit ... | head`): end as a pipe writer does
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # nothing more can be shown
+            except (OSError, ValueError):
+                pass
+        code, error = 128 + signal.SIGPIPE, "the output pipe was closed (SIGPIPE)"
     except SystemExit as exc:  # --help, --print_config
         code, error = (exc.code if isinstance(exc.code, int) else ExitCode.FAILED if exc.code else ExitCode.OK), None
     except BaseException as exc:  # a bug or a broken environment: the traceback is what helps, so it is kept

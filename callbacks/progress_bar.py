@@ -93,6 +93,10 @@ class ThrottledProgressBar(TQDMProgressBar):
         self._catch_up("train", self._draw_train)
         super().on_train_end(*args)
 
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._catch_up("train", self._draw_train)  # a validation inside an epoch: the training bar shows its step
+        super().on_validation_start(trainer, pl_module)
+
     def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
         self._batch_end("validation", self._draw_validation, trainer, pl_module, batch_idx, dataloader_idx, self.val_progress_bar.total)
@@ -124,6 +128,13 @@ class ThrottledProgressBar(TQDMProgressBar):
             try:
                 self._catch_up(loop, draw)
             except Exception:  # noqa: BLE001, S110 - a redraw must never hide the run's own exception
+                pass
+        for name in ("val_progress_bar", "test_progress_bar", "predict_progress_bar", "train_progress_bar"):
+            try:
+                bar = getattr(self, name)  # TypeError where that loop never ran
+                if not bar.disable:
+                    bar.close()  # ends the bar's line: the run's closing lines start on their own
+            except Exception:  # noqa: BLE001, S110 - as above
                 pass
         super().on_exception(trainer, pl_module, exception)
 

@@ -8,6 +8,7 @@ interrupted run.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -96,8 +97,8 @@ class RunSession:
             write_status(plan.run_dir, status, step, time.monotonic() - self.started, error)
         print(f"Outputs: {plan.run_dir}", flush=True)
         offline = sorted((plan.run_dir / "wandb").glob("offline-run-*"))
-        if offline:
-            print(f"W&B (offline): upload with `wandb sync {offline[-1]}`")
+        if offline:  # one folder per segment of the run (a resume adds one), all of the same W&B run: sync them all
+            print(f"W&B (offline): upload with `wandb sync {' '.join(shlex.quote(str(p)) for p in offline)}`")
         if status == "interrupted" and self.subcommand == "fit":
             last = run_layout.checkpoint(plan.run_dir, "last")
             if last.is_file():

@@ -236,6 +236,8 @@ def test_console_output_says_what_runs_and_where_outputs_are_and_nothing_false(b
         assert not [n for n in noise if n in text], f"false alarms: {[n for n in noise if n in text]}\n{text[-3000:]}"
     segments = sorted((runs / "c" / "version_0" / "wandb").glob("offline-run-*"))
     assert len(segments) == 2 and len({p.name.rsplit("-", 1)[1] for p in segments}) == 1, "the resumed run continues the same W&B run id"
+    sync = [line for line in resumed.stdout.splitlines() if "wandb sync" in line][-1]
+    assert all(str(p) in sync for p in segments), f"the printed command uploads every segment: {sync}"
 
 
 # ------------------------------------------------------------------ predictions a user can use

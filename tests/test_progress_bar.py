@@ -50,12 +50,13 @@ class _Clock(L.Callback):
 
 
 def _printed(bar: TQDMProgressBar, capsys: pytest.CaptureFixture, max_steps: int = -1, fail_at: int | None = None,
-             clock: L.Callback | None = None) -> str:
+             clock: L.Callback | None = None, val_check_interval: int | None = None, raw: bool = False) -> str:
     """What fitting 40 training and 8 validation batches (2 epochs) prints, one redraw per line."""
     data = DataLoader(TensorDataset(torch.randn(40, 2), torch.randn(40, 1)), batch_size=1)
     val = DataLoader(TensorDataset(torch.randn(8, 2), torch.randn(8, 1)), batch_size=1)
     trainer = L.Trainer(max_epochs=2, max_steps=max_steps, callbacks=[bar, *([clock] if clock else [])], logger=False,
-                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu",
+                        val_check_interval=val_check_interval)
     capsys.readouterr()
     if fail_at is None:
         trainer.fit(_Tiny(), data, val)
@@ -63,7 +64,8 @@ def _printed(bar: TQDMProgressBar, capsys: pytest.CaptureFixture, max_steps: int
         with pytest.raises(RuntimeError, match="a failing step"):
             trainer.fit(_Tiny(fail_at), data, val)
     printed = capsys.readouterr()
-    return (printed.out + printed.err).replace("\r", "\n")
+    text = printed.out + printed.err
+    return text if raw else text.replace("\r", "\n")
 
 
 def _frames(bar: TQDMProgressBar, capsys: pytest.CaptureFixture, **kwargs: object) -> list[str]:
@@ -90,6 +92,16 @@ def test_a_fit_stopped_mid_epoch_ends_its_bar_on_the_last_step_not_the_last_one_
 def test_a_failing_step_leaves_the_bar_on_the_last_batch_that_ended(capsys: pytest.CaptureFixture) -> None:
     frames = _frames(ThrottledProgressBar(min_interval_s=0.1, clock=lambda: 100.0), capsys, fail_at=12)
     assert frames[-1] == "12", frames  # batch 13 (index 12) raised: 12 batches had ended
+
+
+def test_a_failed_run_ends_the_bars_line_so_its_closing_lines_start_on_their_own(capsys: pytest.CaptureFixture) -> None:
+    printed = _printed(ThrottledProgressBar(min_interval_s=0.1, clock=lambda: 100.0), capsys, fail_at=12, raw=True)
+    assert printed.rstrip("\r ").endswith("\n"), repr(printed[-200:])
+
+
+def test_a_validation_inside_an_epoch_shows_the_training_step_it_follows(capsys: pytest.CaptureFixture) -> None:
+    frames = _frames(ThrottledProgressBar(min_interval_s=0.1, clock=lambda: 100.0), capsys, val_check_interval=10)
+    assert {"10", "20", "30", "40"} <= set(frames), frames  # drawn as each validation starts, not 9 or 19
 
 
 def test_the_validation_bar_ends_on_its_last_batch(capsys: pytest.CaptureFixture) -> None:

@@ -66,6 +66,28 @@ def test_sigterm_during_startup_leaves_no_run_directory_and_says_so(ddp: bool, b
         assert not [p for p in Path("/proc").glob("[0-9]*") if str(tmp_path) in _cmdline(p)], "rank 1 is still running"
 
 
+def test_ctrl_c_while_train_py_still_imports_is_the_same_one_line(batches_dir: Path, tmp_path: Path) -> None:
+    """Before main() installs its handlers (torch and Lightning take seconds to import) Ctrl-C was a 76-line
+    KeyboardInterrupt traceback from inside ``import lightning``."""
+    proc = start(["fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.max_steps", "4")])
+    deadline = time.monotonic() + 120
+    while "libtorch_cpu" not in _maps(proc.pid):  # torch is being imported: train.py's first lines have run
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err[-3000:]
+    assert [line for line in err.splitlines() if "Stopped" in line] == ["Stopped by SIGINT (Ctrl-C) during start-up, before the run produced anything."], err
+    assert not (tmp_path / "runs").exists()
+
+
+def _maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
 def _cmdline(proc_dir: Path) -> str:
     try:
         return (proc_dir / "cmdline").read_bytes().decode(errors="replace")
@@ -141,3 +163,13 @@ def test_second_ctrl_c_during_training_stops_at_once_and_the_run_still_closes(ba
     # Stopped inside step 4's callbacks, before the learning curves recorded it.
     assert [int(r["step"]) for r in csv.DictReader(open(run_dir / "train_loss.csv"))] == [1, 2, 3]
     assert (run_dir / "learning_curves.png").is_file()
+
+
+def test_a_closed_output_pipe_ends_the_run_quietly_as_sigpipe(batches_dir: Path, tmp_path: Path) -> None:
+    """``train.py fit ... | head -1``: before, exit 1 (an unexpected error) and a BrokenPipeError traceback."""
+    proc = start(["fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.max_steps", "40")])
+    proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert proc.returncode == 128 + signal.SIGPIPE and "Traceback" not in err, (proc.returncode, err[-3000:])
