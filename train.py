@@ -126,11 +126,7 @@ def run_as_script() -> NoReturn:
         error = str(exc)
         print(f"error: {error}", file=sys.stderr)
     except BrokenPipeError:  # the console's reader went away (`train.py fit ... | head`): end as a pipe writer does
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())  # nothing more can be shown
-            except (OSError, ValueError):
-                pass
+        _silence_broken_pipe()
         code, error = 128 + signal.SIGPIPE, "the output pipe was closed (SIGPIPE)"
     except SystemExit as exc:  # --help, --print_config
         code, error = (exc.code if isinstance(exc.code, int) else ExitCode.FAILED if exc.code else ExitCode.OK), None
@@ -141,6 +137,20 @@ def run_as_script() -> NoReturn:
     if rank0:
         write_outcome(code, error)
     sys.exit(code)
+
+
+def _silence_broken_pipe() -> None:
+    """Point stdout at /dev/null (nothing more can be shown there), and stderr too when it is the same pipe
+    (``2>&1 | head``); a stderr that still reaches a terminal keeps it."""
+    try:
+        same = os.path.samestat(os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
+    except (OSError, ValueError, AttributeError):
+        same = False
+    for stream in (sys.stdout, *([sys.stderr] if same else [])):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 if __name__ == "__main__":

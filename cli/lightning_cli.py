@@ -211,7 +211,7 @@ class CIFARCLI(LightningCLI):
         if self.trainer.strategy.launcher is None:  # no process is forked or spawned from this one
             for logger in self.trainer.loggers:
                 if isinstance(logger, QuietWandbLogger):
-                    logger.start_in_background()  # while the data is read and the model set up
+                    logger.start_in_background()  # while the Trainer sets itself up (Lightning waits for it before the data's setup)
         for logger in self.trainer.loggers:
             logger.log_hyperparams(config)  # the whole resolved config (trainer, seed, model class, data) in W&B/CSV/TB
         if (phases := os.environ.get(PHASES_ENV)) and process_rank() == 0:  # bench/end_to_end.py's breakdown
