@@ -1,8 +1,9 @@
 """The fast CNN recipe side by side with airbench94 (or airbench94_muon) on the same data, machine, threads and epochs.
 
     python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR [--recipe airbench94|muon]
-        [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--threads 2] [--config configs/fast_cnn.yaml --config configs/cpu.yaml]
-        [--batch-size 1024] [--per-epoch] [--concurrent] [train.py fit flags ...]
+        [--baseline airbench94|airbench94_muon] [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--baseline-runs N]
+        [--threads 2] [--config configs/fast_cnn.yaml --config configs/cpu.yaml] [--batch-size 1024]
+        [--baseline-epochs E] [--baseline-batch-size B] [--per-epoch] [--concurrent] [train.py fit flags ...]
 
 ``--recipe muon`` compares ``configs/fast_cnn_muon.yaml`` (+ ``configs/cpu.yaml`` on cpu) with
 ``airbench94_muon.py`` (read from the git directory's HEAD, or the file given), 8 epochs at batch 2,000 by
@@ -14,12 +15,19 @@ warm-up run on random labels, which is not timed).
 ``--airbench``: airbench94's script, as a file or as a git directory of github KellerJordan/cifar10-airbench
 (``legacy/airbench94.py`` is read from its HEAD). Its maths is not touched: on the CPU only what needs a GPU
 is replaced (``.half().cuda()`` -> float32, CUDA events -> a wall-clock timer); on both devices the number of
-runs and ``train_epochs`` are set from ``--seeds`` and ``--epochs``. The patched copy is kept in
+runs, ``train_epochs`` and batch size are set from ``--baseline-runs``, ``--baseline-epochs`` and
+``--baseline-batch-size``. The patched copy is kept in
 ``OUT/airbench/`` for reading. Its data is written from this project's own loader (``--data-dir``: any
 layout the DataModule reads, with a test split), so both sides train on the same images and test on the
 same held-out ones.
 
-Per seed, airbench94 runs first (or, with ``--concurrent``, at the same time), then ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
+``--baseline`` pairs a recipe with the other script, each side with its own published epochs and batch size
+(``--recipe muon --baseline airbench94``: our 8 epochs at 2,000 against airbench94's 9.9 at 1,024); the figure
+to read is then ``train_seconds_ratio`` (our mean training seconds / the baseline's), not seconds per epoch.
+
+The baseline's runs (``--baseline-runs``, default ``--seeds``) and ours (seeds 0 to ``--seeds`` - 1) alternate,
+or with ``--concurrent`` each side runs its own back to back at the same time as the other's, and the report
+says how long the two overlapped. Ours is ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
 steps per epoch)`` and ``train.py test`` on its final checkpoint (the config's TTA), with the same thread
 count. Speed is training seconds per epoch without evaluation on both sides (airbench's own timer, our
 ``epoch_log.csv``); the first epoch is left out of the mean (start-up, and ``torch.compile`` with
@@ -30,7 +38,8 @@ average, airbench the live weights (up to 4 steps past its last lookahead sync).
 On the CPU both sides compute in float32 without compile, so the ratio compares implementations of the
 same maths. On CUDA airbench runs its own fp16 weights without compile and ours the config's bf16-mixed
 with ``torch.compile``: the ratio then compares the two recipes as shipped. Prints one JSON line,
-``{"epochs", "seeds", "airbench": {...}, "fast_cnn": {...}, "seconds_per_epoch_ratio"}`` (= ours / airbench's),
+``{"epochs", "seeds", ..., "airbench": {...}, "fast_cnn": {...}, "seconds_per_epoch_ratio", "train_seconds_ratio"}``
+(both ours / airbench's),
 and writes ``OUT/side_by_side.md`` and ``OUT/side_by_side.json``.
 """
 
@@ -44,6 +53,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -113,23 +123,35 @@ def patch_airbench_muon(src: str, device: str, epochs: float, runs: int, threads
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """What one comparison needs: airbench's script (its path in the repository), its patch and printed table, our config, the defaults."""
+class Baseline:
+    """One of airbench's scripts: its path in the repository, its patch and printed table, its published epochs and batch size."""
 
     upstream: str
     patch: Callable[..., str]
     columns: tuple[str, ...]
-    time_column: str  # airbench's cumulative training seconds
-    config: str  # configs/cpu.yaml is added on the CPU
+    time_column: str  # its cumulative training seconds
     epochs: float
     batch_size: int
-    labels: tuple[str, str]  # airbench's and ours, in side_by_side.md and our run names
+    label: str  # in side_by_side.md
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Our side: its config (configs/cpu.yaml is added on the CPU), the baseline it copies (whose epochs and batch size it
+    takes by default) and its label in side_by_side.md and our run names."""
+
+    config: str
+    baseline: str
+    label: str
+
+
+BASELINES = {
+    "airbench94": Baseline("legacy/airbench94.py", patch_airbench, COLUMNS, "total_time_seconds", 9.9, 1024, "airbench94"),
+    "airbench94_muon": Baseline("airbench94_muon.py", patch_airbench_muon, MUON_COLUMNS, "time_seconds", 8.0, 2000, "airbench94_muon"),
+}
 RECIPES = {
-    "airbench94": Recipe("legacy/airbench94.py", patch_airbench, COLUMNS, "total_time_seconds", "configs/fast_cnn.yaml", 9.9, 1024, ("airbench", "fast_cnn")),
-    "muon": Recipe("airbench94_muon.py", patch_airbench_muon, MUON_COLUMNS, "time_seconds", "configs/fast_cnn_muon.yaml", 8.0, 2000,
-                   ("airbench94_muon", "fast_cnn_muon")),
+    "airbench94": Recipe("configs/fast_cnn.yaml", "airbench94", "fast_cnn"),
+    "muon": Recipe("configs/fast_cnn_muon.yaml", "airbench94_muon", "fast_cnn_muon"),
 }
 
 
@@ -214,8 +236,8 @@ def run_airbench(src: Path, workdir: Path, threads: int, columns: tuple[str, ...
     return parse_airbench_table("".join(out), columns)
 
 
-def run_airbench_summary(src: Path, workdir: Path, threads: int, recipe: Recipe) -> dict:
-    return airbench_summary(run_airbench(src, workdir, threads, recipe.columns), "0", recipe.time_column)
+def run_airbench_summary(src: Path, workdir: Path, threads: int, baseline: Baseline) -> dict:
+    return airbench_summary(run_airbench(src, workdir, threads, baseline.columns), "0", baseline.time_column)
 
 
 def train_py(*args: str, threads: int) -> None:
@@ -226,7 +248,7 @@ def train_py(*args: str, threads: int) -> None:
 
 
 def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[str]) -> dict:
-    name = f"{RECIPES[a.recipe].labels[1]}_seed{seed}"
+    name = f"{RECIPES[a.recipe].label}_seed{seed}"
     runs = a.out / "runs"
     common = ["--data.data_dir", a.data_dir, "--data.download", "false", "--runs_dir", str(runs), "--trainer.enable_progress_bar", "false"]
     configs = [arg for config in a.config for arg in ("--config", str(config))]
@@ -287,35 +309,57 @@ def steady_epoch_seconds(per_run: list[list[float]]) -> float:
     return statistics.fmean(epochs)
 
 
+def timed(runs: list[Callable[[], dict]]) -> Callable[[], dict]:
+    """One side: its runs back to back, with the wall-clock span they took (to say how long the sides overlapped)."""
+    def side() -> dict:
+        start = time.time()
+        results = [run() for run in runs]
+        return {"runs": results, "wall": (start, time.time())}
+    return side
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--airbench", type=Path, required=True)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="airbench94",
-                    help="airbench94: configs/fast_cnn.yaml vs legacy/airbench94.py; muon: configs/fast_cnn_muon.yaml vs airbench94_muon.py")
+                    help="airbench94: configs/fast_cnn.yaml; muon: configs/fast_cnn_muon.yaml")
+    ap.add_argument("--baseline", choices=sorted(BASELINES), default=None,
+                    help="airbench's script to compare with; default: the recipe's own (legacy/airbench94.py, airbench94_muon.py). "
+                         "Another one runs its own epochs and batch size, and the figure to read is train_seconds_ratio")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--epochs", type=float, default=None, help="default: the recipe's (airbench94 9.9, muon 8)")
-    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--epochs", type=float, default=None, help="ours (and the baseline's when it is the recipe's own); default: the recipe's (airbench94 9.9, muon 8)")
+    ap.add_argument("--batch-size", type=int, default=None, help="as --epochs; default: the recipe's (airbench94 1024, muon 2000; smaller only for small data sets)")
+    ap.add_argument("--baseline-epochs", type=float, default=None, help="default: --epochs for the recipe's own baseline, else the baseline's (9.9 or 8)")
+    ap.add_argument("--baseline-batch-size", type=int, default=None, help="as --baseline-epochs (1024 or 2000)")
+    ap.add_argument("--seeds", type=int, default=1, help="our runs, seeds 0 to N-1")
+    ap.add_argument("--baseline-runs", type=int, default=None, help="the baseline's runs; default: --seeds")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=None, help="both sides; default: the recipe's (airbench94 1024, muon 2000; smaller only for small data sets)")
     ap.add_argument("--config", type=Path, action="append", default=None,
                     help="train.py's config files, in order (repeat it for a recipe and its overlays); default: "
                          "the recipe's (configs/fast_cnn.yaml or configs/fast_cnn_muon.yaml), plus configs/cpu.yaml on cpu")
     ap.add_argument("--per-epoch", action="store_true", help="our per-epoch test accuracy without TTA (one test run per epoch)")
     ap.add_argument("--concurrent", action="store_true",
-                    help="run airbench and ours at the same time, each with --threads (e.g. 1 each on 2 cores): half the wall time, "
-                         "and load from anything else slows both alike")
+                    help="run airbench's runs and ours at the same time (each side's runs back to back), each with --threads "
+                         "(e.g. 1 each on 2 cores): half the wall time, and load from anything else slows both alike")
     a, flags = ap.parse_known_args(argv)
     for flag in flags:
         if flag.split("=")[0] in FIXED_FLAGS:
             sys.exit(f"error: {flag.split('=')[0]} is set by this benchmark (same images and steps as airbench); use --epochs / --batch-size")
     recipe = RECIPES[a.recipe]
-    a.epochs = recipe.epochs if a.epochs is None else a.epochs
-    a.batch_size = recipe.batch_size if a.batch_size is None else a.batch_size
-    for name, value, ok in (("--epochs", a.epochs, a.epochs > 0), ("--seeds", a.seeds, a.seeds >= 1), ("--threads", a.threads, a.threads >= 1),
-                              ("--batch-size", a.batch_size, a.batch_size >= 1)):
-        if not ok:
+    a.baseline = a.baseline or recipe.baseline
+    baseline, own = BASELINES[a.baseline], a.baseline == recipe.baseline
+    a.epochs = BASELINES[recipe.baseline].epochs if a.epochs is None else a.epochs
+    a.batch_size = BASELINES[recipe.baseline].batch_size if a.batch_size is None else a.batch_size
+    if a.baseline_epochs is None:
+        a.baseline_epochs = a.epochs if own else baseline.epochs
+    if a.baseline_batch_size is None:
+        a.baseline_batch_size = a.batch_size if own else baseline.batch_size
+    a.baseline_runs = a.seeds if a.baseline_runs is None else a.baseline_runs
+    for name, value in (("--epochs", a.epochs), ("--seeds", a.seeds), ("--threads", a.threads), ("--batch-size", a.batch_size),
+                        ("--baseline-epochs", a.baseline_epochs), ("--baseline-batch-size", a.baseline_batch_size), ("--baseline-runs", a.baseline_runs)):
+        if not value > 0:
             sys.exit(f"error: {name} must be positive, got {value}")
     import torch
 
@@ -324,33 +368,40 @@ def main(argv: list[str] | None = None) -> dict:
     workdir = a.out / "airbench"
     n_train = write_airbench_data(a.data_dir, workdir / "cifar10")
     max_steps = math.ceil(a.epochs * (n_train // a.batch_size))
-    if max_steps < 1:
-        sys.exit(f"error: --batch-size {a.batch_size} is larger than the {n_train} training images of --data-dir {a.data_dir}")
-    src = workdir / f"{Path(recipe.upstream).stem}_patched.py"
-    src.write_text(recipe.patch(airbench_source(a.airbench, recipe.upstream), a.device, a.epochs, 1, a.threads, a.batch_size))
+    for flag, batch in (("--batch-size", a.batch_size), ("--baseline-batch-size", a.baseline_batch_size)):
+        if n_train // batch < 1:
+            sys.exit(f"error: {flag} {batch} is larger than the {n_train} training images of --data-dir {a.data_dir}")
+    src = workdir / f"{Path(baseline.upstream).stem}_patched.py"
+    src.write_text(baseline.patch(airbench_source(a.airbench, baseline.upstream), a.device, a.baseline_epochs, 1, a.threads, a.baseline_batch_size))
 
-    airbench, ours = [], []
-    for seed in range(a.seeds):  # alternating (or side by side), so a change in the machine's load hits both sides alike
-        run_ab = partial(run_airbench_summary, src, workdir, a.threads, recipe)
-        run_ours = partial(run_fast_cnn, a, seed, max_steps, flags)
-        if a.concurrent:
-            airbench_result, ours_result = side_by_side(run_ab, run_ours)
-            airbench.append(airbench_result)
-            ours.append(ours_result)
-        else:
-            airbench.append(run_ab())
-            ours.append(run_ours())
-    report = {"recipe": a.recipe, "epochs": a.epochs, "steps": max_steps, "seeds": a.seeds, "device": a.device, "threads": a.threads,
-              "concurrent": a.concurrent}
-    for key, runs in (("airbench", airbench), ("fast_cnn", ours)):
+    run_ab = partial(run_airbench_summary, src, workdir, a.threads, baseline)
+    ab_runs = [run_ab] * a.baseline_runs
+    our_runs = [partial(run_fast_cnn, a, seed, max_steps, flags) for seed in range(a.seeds)]
+    if a.concurrent:
+        airbench, ours = side_by_side(timed(ab_runs), timed(our_runs))
+    else:  # alternating, so a change in the machine's load hits both sides alike
+        airbench, ours = {"runs": []}, {"runs": []}
+        for i in range(max(len(ab_runs), len(our_runs))):
+            for side, runs in ((airbench, ab_runs), (ours, our_runs)):
+                if i < len(runs):
+                    side["runs"].append(runs[i]())
+    report = {"recipe": a.recipe, "baseline": a.baseline, "epochs": a.epochs, "steps": max_steps, "baseline_epochs": a.baseline_epochs,
+              "batch_size": a.batch_size, "baseline_batch_size": a.baseline_batch_size, "seeds": a.seeds, "baseline_runs": a.baseline_runs,
+              "device": a.device, "threads": a.threads, "concurrent": a.concurrent}
+    if a.concurrent:
+        (s0, e0), (s1, e1) = airbench["wall"], ours["wall"]
+        report["wall_seconds"] = {"airbench": e0 - s0, "fast_cnn": e1 - s1, "overlap": max(0.0, min(e0, e1) - max(s0, s1))}
+    for key, side in (("airbench", airbench), ("fast_cnn", ours)):
+        runs = side["runs"]
         report[key] = {"test_acc": mean_std([r["test_acc"] for r in runs]), "test_acc_tta": mean_std([r["test_acc_tta"] for r in runs]),
                        "seconds_per_epoch": steady_epoch_seconds([r["train_seconds_per_epoch"] for r in runs]),
                        "train_seconds": mean_std([sum(r["train_seconds_per_epoch"]) for r in runs]), "runs": runs}
     report["seconds_per_epoch_ratio"] = report["fast_cnn"]["seconds_per_epoch"] / report["airbench"]["seconds_per_epoch"]
+    report["train_seconds_ratio"] = report["fast_cnn"]["train_seconds"]["mean"] / report["airbench"]["train_seconds"]["mean"]
     (a.out / "side_by_side.json").write_text(json.dumps(report, indent=2))
     (a.out / "side_by_side.md").write_text(markdown(report))
     print(json.dumps({k: v for k, v in report.items() if k not in ("airbench", "fast_cnn")}
-                     | {k: {m: report[k][m] for m in ("test_acc", "test_acc_tta", "seconds_per_epoch")} for k in ("airbench", "fast_cnn")}))
+                     | {k: {m: report[k][m] for m in ("test_acc", "test_acc_tta", "seconds_per_epoch", "train_seconds")} for k in ("airbench", "fast_cnn")}))
     return report
 
 
@@ -358,14 +409,21 @@ def markdown(report: dict) -> str:
     def acc(s: dict) -> str:
         return "–" if s["mean"] is None else f"{s['mean']:.4f}" + (f" ± {s['std']:.4f}" if s["n"] > 1 else "")
 
-    labels = dict(zip(("airbench", "fast_cnn"), RECIPES[report["recipe"]].labels))
-    lines = [f"{report['epochs']} epochs ({report['steps']} steps), {report['seeds']} seed(s), {report['device']}, {report['threads']} threads"
-             + (" each, both sides at the same time" if report.get("concurrent") else ""),
-             "", "| recipe | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|"]
+    labels = {"airbench": BASELINES[report["baseline"]].label, "fast_cnn": RECIPES[report["recipe"]].label}
+    runs = {"airbench": report["baseline_runs"], "fast_cnn": report["seeds"]}
+    epochs = {"airbench": (report["baseline_epochs"], report["baseline_batch_size"]), "fast_cnn": (report["epochs"], report["batch_size"])}
+    lines = [f"{report['device']}, {report['threads']} thread(s)" + (" each, both sides at the same time" if report.get("concurrent") else ""),
+             "", "| side | runs | epochs (batch) | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|---|---|"]
     for key in ("airbench", "fast_cnn"):
         r = report[key]
-        lines.append(f"| {labels[key]} | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} | {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
-    lines += ["", f"seconds per epoch, {labels['fast_cnn']} / {labels['airbench']}: **{report['seconds_per_epoch_ratio']:.3f}**", ""]
+        lines.append(f"| {labels[key]} | {runs[key]} | {epochs[key][0]:g} ({epochs[key][1]}) | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} "
+                     f"| {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
+    lines += ["", f"{labels['fast_cnn']} / {labels['airbench']}: seconds per epoch **{report['seconds_per_epoch_ratio']:.3f}**, "
+              f"training seconds **{report['train_seconds_ratio']:.3f}**"]
+    if "wall_seconds" in report:
+        w = report["wall_seconds"]
+        lines.append(f"(wall: {w['airbench']:.0f} s and {w['fast_cnn']:.0f} s, {w['overlap']:.0f} s of them at the same time)")
+    lines.append("")
     per_epoch = [(k, r["val_acc_per_epoch"]) for k in ("airbench", "fast_cnn") for r in report[k]["runs"] if "val_acc_per_epoch" in r]
     if per_epoch:
         lines += ["Per-epoch test accuracy without TTA:", ""] + [f"- {labels[k]}: " + ", ".join(f"{v:.4f}" for v in vals) for k, vals in per_epoch]

@@ -50,7 +50,7 @@ def test_side_by_side_runs_both_on_the_same_data_and_reports_the_ratio(batches_d
     assert abs(ours["runs"][0]["val_acc_per_epoch"][-1] - ours["test_acc"]["mean"]) < 1e-4, "the last epoch's checkpoint is the final model"
     assert report["seconds_per_epoch_ratio"] == pytest.approx(ours["seconds_per_epoch"] / 10.0)
     assert json.loads((out / "side_by_side.json").read_text())["steps"] == 8
-    assert "| airbench | 0.6000 | 0.6500 | 10.0 |" in (out / "side_by_side.md").read_text()
+    assert "| airbench94 | 1 | 2.5 (50) | 0.6000 | 0.6500 | 10.0 |" in (out / "side_by_side.md").read_text()
 
 
 def test_an_airbench_source_it_does_not_know_is_refused_in_one_line() -> None:
@@ -125,7 +125,39 @@ def test_muon_recipe_runs_our_muon_config_against_airbench94_muon_patched_for_th
     assert Path(ours["runs"][0]["run_dir"]).parent.name == "fast_cnn_muon_seed0" and len(ours["runs"][0]["train_seconds_per_epoch"]) == 2
     assert "optimizer:\n      class_path: lit_models.components.muon.MuonWithSGD" in (Path(ours["runs"][0]["run_dir"]) / "config.yaml").read_text()
     assert report["concurrent"] and "both sides at the same time" in (out / "side_by_side.md").read_text()
-    assert "| airbench94_muon | 0.6000 | 0.6500 | 5.0 |" in (out / "side_by_side.md").read_text()
+    assert "| airbench94_muon | 1 | 2 (40) | 0.6000 | 0.6500 | 5.0 |" in (out / "side_by_side.md").read_text()
+
+
+def test_muon_recipe_against_airbench94_runs_each_side_its_own_epochs_and_batch_and_compares_training_seconds(batches_dir: Path, tmp_path: Path) -> None:
+    """The cross pairing (8 Muon epochs against airbench94's 9.9): our seeds back to back while airbench94 runs once."""
+    from bench.fast_cnn_vs_airbench import main
+
+    fake = tmp_path / "airbench94.py"
+    fake.write_text(FAKE_AIRBENCH)
+    out = tmp_path / "out"
+    report = main(["--recipe", "muon", "--baseline", "airbench94", "--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out),
+                   "--epochs", "1", "--batch-size", "40", "--baseline-epochs", "3", "--baseline-batch-size", "50", "--seeds", "2",
+                   "--baseline-runs", "1", "--threads", "1", "--concurrent", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
+    patched = (out / "airbench" / "airbench94_patched.py").read_text()
+    assert "'train_epochs': 3.0" in patched and "'batch_size': 50" in patched and "range(1)" in patched
+    assert (report["baseline"], report["steps"], report["baseline_epochs"]) == ("airbench94", 150 // 40, 3.0)
+    ab, ours = report["airbench"], report["fast_cnn"]
+    assert len(ab["runs"]) == 1 and ab["train_seconds"]["mean"] == 30.0, "one airbench94 run of 3 epochs, 10 s each"
+    assert [Path(r["run_dir"]).parent.name for r in ours["runs"]] == ["fast_cnn_muon_seed0", "fast_cnn_muon_seed1"]
+    assert ours["test_acc_tta"]["n"] == 2 and ours["runs"][0]["run_dir"] != ours["runs"][1]["run_dir"]
+    assert report["train_seconds_ratio"] == pytest.approx(ours["train_seconds"]["mean"] / 30.0)
+    wall = report["wall_seconds"]
+    assert 0 < wall["overlap"] <= min(wall["airbench"], wall["fast_cnn"])
+    md = (out / "side_by_side.md").read_text()
+    assert "| airbench94 | 1 | 3 (50) |" in md and "| fast_cnn_muon | 2 | 1 (40) |" in md and "training seconds **" in md
+
+
+def test_a_baseline_batch_larger_than_the_data_is_one_line_naming_the_flag(batches_dir: Path, tmp_path: Path) -> None:
+    from bench.fast_cnn_vs_airbench import main
+
+    with pytest.raises(SystemExit, match=r"^error: --baseline-batch-size 1024 is larger than the 150 training images"):
+        main(["--recipe", "muon", "--baseline", "airbench94", "--airbench", str(tmp_path), "--data-dir", str(batches_dir),
+              "--out", str(tmp_path / "out"), "--batch-size", "40"])
 
 
 def test_an_airbench94_muon_source_it_does_not_know_is_refused_in_one_line() -> None:
