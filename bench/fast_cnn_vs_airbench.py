@@ -25,7 +25,7 @@ same held-out ones.
 (``--recipe muon --baseline airbench94``: our 8 epochs at 2,000 against airbench94's 9.9 at 1,024); the figure
 to read is then ``train_seconds_ratio`` (our mean training seconds / the baseline's), not seconds per epoch.
 
-The baseline's runs (``--baseline-runs``, default ``--seeds``) and ours (seeds 0 to ``--seeds`` - 1) alternate,
+The baseline's runs (``--baseline-runs``, default ``--seeds``) and ours (``--seeds`` of them from ``--first-seed``) alternate,
 or with ``--concurrent`` each side runs its own back to back at the same time as the other's, and the report
 says how long the two overlapped. Ours is ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
 steps per epoch)`` and ``train.py test`` on its final checkpoint (the config's TTA), with the same thread
@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=None, help="as --epochs; default: the recipe's (airbench94 1024, muon 2000; smaller only for small data sets)")
     ap.add_argument("--baseline-epochs", type=float, default=None, help="default: --epochs for the recipe's own baseline, else the baseline's (9.9 or 8)")
     ap.add_argument("--baseline-batch-size", type=int, default=None, help="as --baseline-epochs (1024 or 2000)")
-    ap.add_argument("--seeds", type=int, default=1, help="our runs, seeds 0 to N-1")
+    ap.add_argument("--seeds", type=int, default=1, help="our runs, seeds --first-seed to --first-seed + N - 1")
+    ap.add_argument("--first-seed", type=int, default=0, help="e.g. to add seeds to an earlier run's")
     ap.add_argument("--baseline-runs", type=int, default=None, help="the baseline's runs; default: --seeds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", type=Path, action="append", default=None,
@@ -376,7 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     run_ab = partial(run_airbench_summary, src, workdir, a.threads, baseline)
     ab_runs = [run_ab] * a.baseline_runs
-    our_runs = [partial(run_fast_cnn, a, seed, max_steps, flags) for seed in range(a.seeds)]
+    our_runs = [partial(run_fast_cnn, a, seed, max_steps, flags) for seed in range(a.first_seed, a.first_seed + a.seeds)]
     if a.concurrent:
         airbench, ours = side_by_side(timed(ab_runs), timed(our_runs))
     else:  # alternating, so a change in the machine's load hits both sides alike
@@ -386,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if i < len(runs):
                     side["runs"].append(runs[i]())
     report = {"recipe": a.recipe, "baseline": a.baseline, "epochs": a.epochs, "steps": max_steps, "baseline_epochs": a.baseline_epochs,
-              "batch_size": a.batch_size, "baseline_batch_size": a.baseline_batch_size, "seeds": a.seeds, "baseline_runs": a.baseline_runs,
+              "batch_size": a.batch_size, "baseline_batch_size": a.baseline_batch_size, "seeds": a.seeds, "first_seed": a.first_seed, "baseline_runs": a.baseline_runs,
               "device": a.device, "threads": a.threads, "concurrent": a.concurrent}
     if a.concurrent:
         (s0, e0), (s1, e1) = airbench["wall"], ours["wall"]

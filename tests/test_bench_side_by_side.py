@@ -136,15 +136,16 @@ def test_muon_recipe_against_airbench94_runs_each_side_its_own_epochs_and_batch_
     fake.write_text(FAKE_AIRBENCH)
     out = tmp_path / "out"
     report = main(["--recipe", "muon", "--baseline", "airbench94", "--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out),
-                   "--epochs", "1", "--batch-size", "40", "--baseline-epochs", "3", "--baseline-batch-size", "50", "--seeds", "2",
+                   "--epochs", "1", "--batch-size", "40", "--baseline-epochs", "3", "--baseline-batch-size", "50", "--seeds", "2", "--first-seed", "1",
                    "--baseline-runs", "1", "--threads", "1", "--concurrent", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
     patched = (out / "airbench" / "airbench94_patched.py").read_text()
     assert "'train_epochs': 3.0" in patched and "'batch_size': 50" in patched and "range(1)" in patched
     assert (report["baseline"], report["steps"], report["baseline_epochs"]) == ("airbench94", 150 // 40, 3.0)
     ab, ours = report["airbench"], report["fast_cnn"]
     assert len(ab["runs"]) == 1 and ab["train_seconds"]["mean"] == 30.0, "one airbench94 run of 3 epochs, 10 s each"
-    assert [Path(r["run_dir"]).parent.name for r in ours["runs"]] == ["fast_cnn_muon_seed0", "fast_cnn_muon_seed1"]
-    assert ours["test_acc_tta"]["n"] == 2 and ours["runs"][0]["run_dir"] != ours["runs"][1]["run_dir"]
+    assert [Path(r["run_dir"]).parent.name for r in ours["runs"]] == ["fast_cnn_muon_seed1", "fast_cnn_muon_seed2"]
+    assert "seed_everything: 2" in (Path(ours["runs"][1]["run_dir"]) / "config.yaml").read_text(), "--first-seed 1, the second run"
+    assert ours["test_acc_tta"]["n"] == 2
     assert report["train_seconds_ratio"] == pytest.approx(ours["train_seconds"]["mean"] / 30.0)
     wall = report["wall_seconds"]
     assert 0 < wall["overlap"] <= min(wall["airbench"], wall["fast_cnn"])
