@@ -67,6 +67,7 @@ def quiet_false_alarms() -> None:
         r"Checkpoint directory .* exists and is not empty.*",  # only on a resume in place: the run's own checkpoints
         r".*The number of training batches \(\d+\) is smaller than the logging interval.*",
         r".*does not have many workers.*",  # the in-memory loader needs no worker processes
+        r"Total length of `list` across ranks is zero.*",  # the DataModule's [] for --data.val_size 0; an empty loader of the user's still warns
     ):
         warnings.filterwarnings("ignore", message=message)
     if "SLURM_JOB_ID" not in os.environ:  # Lightning's advice to prepend `srun` fires wherever srun is installed; outside a job it is noise

@@ -1,4 +1,4 @@
-"""The fast CNN recipe side by side with airbench94 (or airbench94_muon) on the same data, machine, threads and epochs.
+"""The fast CNN recipe side by side with airbench94 (or airbench94_muon) on the same data, machine and threads.
 
     python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR [--recipe airbench94|muon]
         [--baseline airbench94|airbench94_muon] [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--baseline-runs N]
@@ -23,11 +23,14 @@ same held-out ones.
 
 ``--baseline`` pairs a recipe with the other script, each side with its own published epochs and batch size
 (``--recipe muon --baseline airbench94``: our 8 epochs at 2,000 against airbench94's 9.9 at 1,024); the figure
-to read is then ``train_seconds_ratio`` (our mean training seconds / the baseline's), not seconds per epoch.
+to read is then ``train_seconds_ratio`` (our mean training seconds / the baseline's), not seconds per epoch. On
+CUDA our first epoch includes ``torch.compile`` (airbench94_muon compiles in its untimed warm-up run): read
+``train_seconds_ratio_after_epoch0`` there.
 
 The baseline's runs (``--baseline-runs``, default ``--seeds``) and ours (``--seeds`` of them from ``--first-seed``) alternate,
 or with ``--concurrent`` each side runs its own back to back at the same time as the other's, and the report
-says how long the two overlapped. Ours is ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
+says how long the two overlapped (evaluation included): the side that ends later runs its tail on a quieter
+machine. Ours is ``train.py fit --config CONFIG --trainer.max_steps ceil(epochs x
 steps per epoch)`` and ``train.py test`` on its final checkpoint (the config's TTA), with the same thread
 count. Speed is training seconds per epoch without evaluation on both sides (airbench's own timer, our
 ``epoch_log.csv``); the first epoch is left out of the mean (start-up, and ``torch.compile`` with
@@ -38,7 +41,7 @@ average, airbench the live weights (up to 4 steps past its last lookahead sync).
 On the CPU both sides compute in float32 without compile, so the ratio compares implementations of the
 same maths. On CUDA airbench runs its own fp16 weights without compile and ours the config's bf16-mixed
 with ``torch.compile``: the ratio then compares the two recipes as shipped. Prints one JSON line,
-``{"epochs", "seeds", ..., "airbench": {...}, "fast_cnn": {...}, "seconds_per_epoch_ratio", "train_seconds_ratio"}``
+``{"epochs", "seeds", ..., "airbench": {...}, "fast_cnn": {...}, "seconds_per_epoch_ratio", "train_seconds_ratio", ...}``
 (both ours / airbench's),
 and writes ``OUT/side_by_side.md`` and ``OUT/side_by_side.json``.
 """
@@ -223,8 +226,8 @@ def _wait(proc: subprocess.Popen) -> int:
 
 def run_airbench(src: Path, workdir: Path, threads: int, columns: tuple[str, ...] = COLUMNS) -> list[dict[str, str]]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    log = workdir / "airbench.log"
-    with open(log, "w") as fh:
+    log = workdir / "airbench.log"  # every run's output, in order (main() starts it empty)
+    with open(log, "a") as fh:
         proc = _start([sys.executable, src.name], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out = []
         for line in proc.stdout:  # shown as it comes: a CPU run takes hours
@@ -260,7 +263,7 @@ def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[s
 
     log = list(csv.DictReader(open(run / "epoch_log.csv")))
     if int(log[-1]["step"]) != max_steps:
-        sys.exit(f"error: {run} stopped at step {log[-1]['step']}, not airbench's {max_steps}: check the flags given to train.py")
+        sys.exit(f"error: {run} stopped at step {log[-1]['step']}, not {max_steps} ({a.epochs:g} epochs): check the flags given to train.py")
     last, evals = checkpoint(run, "last"), str(a.out / "eval")
     result = {"run_dir": str(run), "train_seconds_per_epoch": [float(r["train_seconds"]) for r in log],
               "test_acc": test_accuracy(last, "none", common[:4], evals)}
@@ -276,7 +279,7 @@ def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[s
 
 
 def side_by_side(*sides: Callable[[], dict]) -> list[dict]:
-    """Run the sides at once (threads that only wait on child processes); the first to fail stops the others'
+    """Run the sides at once (threads that mostly wait on child processes); the first to fail stops the others'
     processes (SIGTERM: our train.py saves last.ckpt and records ``interrupted``) and its error is raised, at
     once rather than after the other side's hours."""
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -312,10 +315,26 @@ def steady_epoch_seconds(per_run: list[list[float]]) -> float:
 def timed(runs: list[Callable[[], dict]]) -> Callable[[], dict]:
     """One side: its runs back to back, with the wall-clock span they took (to say how long the sides overlapped)."""
     def side() -> dict:
-        start = time.time()
+        start = time.monotonic()
         results = [run() for run in runs]
-        return {"runs": results, "wall": (start, time.time())}
+        return {"runs": results, "wall": (start, time.monotonic())}
     return side
+
+
+def alternate(*sides: list[Callable[[], dict]]) -> list[dict]:
+    """Each side's i-th run, side after side, then the i+1-th: a change in the machine's load hits every side alike
+    (the longer side's extra runs come last)."""
+    results: list[dict] = [{"runs": []} for _ in sides]
+    for i in range(max(map(len, sides))):
+        for result, runs in zip(results, sides):
+            if i < len(runs):
+                result["runs"].append(runs[i]())
+    return results
+
+
+def overlap_seconds(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """How long two (start, end) spans ran at the same time."""
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -334,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--baseline-epochs", type=float, default=None, help="default: --epochs for the recipe's own baseline, else the baseline's (9.9 or 8)")
     ap.add_argument("--baseline-batch-size", type=int, default=None, help="as --baseline-epochs (1024 or 2000)")
     ap.add_argument("--seeds", type=int, default=1, help="our runs, seeds --first-seed to --first-seed + N - 1")
-    ap.add_argument("--first-seed", type=int, default=0, help="e.g. to add seeds to an earlier run's")
+    ap.add_argument("--first-seed", type=int, default=0, help="e.g. to add seeds to an earlier bench's (give a new --out; the report covers this run's seeds only)")
     ap.add_argument("--baseline-runs", type=int, default=None, help="the baseline's runs; default: --seeds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--config", type=Path, action="append", default=None,
@@ -343,11 +362,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--per-epoch", action="store_true", help="our per-epoch test accuracy without TTA (one test run per epoch)")
     ap.add_argument("--concurrent", action="store_true",
                     help="run airbench's runs and ours at the same time (each side's runs back to back), each with --threads "
-                         "(e.g. 1 each on 2 cores): half the wall time, and load from anything else slows both alike")
+                         "(e.g. 1 each on 2 cores): about half the wall time when both sides take as long, and load from anything else slows both alike")
     a, flags = ap.parse_known_args(argv)
+    given_flags = {arg.split("=")[0] for arg in (sys.argv[1:] if argv is None else argv)}
     for flag in flags:
         if flag.split("=")[0] in FIXED_FLAGS:
-            sys.exit(f"error: {flag.split('=')[0]} is set by this benchmark (same images and steps as airbench); use --epochs / --batch-size")
+            sys.exit(f"error: {flag.split('=')[0]} is set by this benchmark (the same images on both sides, the steps from --epochs); use --epochs / --batch-size")
     recipe = RECIPES[a.recipe]
     a.baseline = a.baseline or recipe.baseline
     baseline, own = BASELINES[a.baseline], a.baseline == recipe.baseline
@@ -362,6 +382,8 @@ def main(argv: list[str] | None = None) -> dict:
                         ("--baseline-epochs", a.baseline_epochs), ("--baseline-batch-size", a.baseline_batch_size), ("--baseline-runs", a.baseline_runs)):
         if not value > 0:
             sys.exit(f"error: {name} must be positive, got {value}")
+    if a.first_seed < 0:
+        sys.exit(f"error: --first-seed must be >= 0, got {a.first_seed}")
     import torch
 
     torch.set_num_threads(a.threads)  # our evaluation runs in this process
@@ -369,9 +391,12 @@ def main(argv: list[str] | None = None) -> dict:
     workdir = a.out / "airbench"
     n_train = write_airbench_data(a.data_dir, workdir / "cifar10")
     max_steps = math.ceil(a.epochs * (n_train // a.batch_size))
-    for flag, batch in (("--batch-size", a.batch_size), ("--baseline-batch-size", a.baseline_batch_size)):
+    for flag, batch, given in (("--batch-size", a.batch_size, "--batch-size" in given_flags),
+                               ("--baseline-batch-size", a.baseline_batch_size, "--baseline-batch-size" in given_flags)):
         if n_train // batch < 1:
-            sys.exit(f"error: {flag} {batch} is larger than the {n_train} training images of --data-dir {a.data_dir}")
+            default = "" if given else f" (the default for --recipe {a.recipe} --baseline {a.baseline}; give {flag})"
+            sys.exit(f"error: {flag} {batch}{default} is larger than the {n_train} training images of --data-dir {a.data_dir}")
+    (workdir / "airbench.log").unlink(missing_ok=True)
     src = workdir / f"{Path(baseline.upstream).stem}_patched.py"
     src.write_text(baseline.patch(airbench_source(a.airbench, baseline.upstream), a.device, a.baseline_epochs, 1, a.threads, a.baseline_batch_size))
 
@@ -380,25 +405,26 @@ def main(argv: list[str] | None = None) -> dict:
     our_runs = [partial(run_fast_cnn, a, seed, max_steps, flags) for seed in range(a.first_seed, a.first_seed + a.seeds)]
     if a.concurrent:
         airbench, ours = side_by_side(timed(ab_runs), timed(our_runs))
-    else:  # alternating, so a change in the machine's load hits both sides alike
-        airbench, ours = {"runs": []}, {"runs": []}
-        for i in range(max(len(ab_runs), len(our_runs))):
-            for side, runs in ((airbench, ab_runs), (ours, our_runs)):
-                if i < len(runs):
-                    side["runs"].append(runs[i]())
+    else:
+        airbench, ours = alternate(ab_runs, our_runs)
     report = {"recipe": a.recipe, "baseline": a.baseline, "epochs": a.epochs, "steps": max_steps, "baseline_epochs": a.baseline_epochs,
               "batch_size": a.batch_size, "baseline_batch_size": a.baseline_batch_size, "seeds": a.seeds, "first_seed": a.first_seed, "baseline_runs": a.baseline_runs,
               "device": a.device, "threads": a.threads, "concurrent": a.concurrent}
     if a.concurrent:
         (s0, e0), (s1, e1) = airbench["wall"], ours["wall"]
-        report["wall_seconds"] = {"airbench": e0 - s0, "fast_cnn": e1 - s1, "overlap": max(0.0, min(e0, e1) - max(s0, s1))}
+        report["wall_seconds"] = {"airbench": e0 - s0, "fast_cnn": e1 - s1, "overlap": overlap_seconds((s0, e0), (s1, e1))}
     for key, side in (("airbench", airbench), ("fast_cnn", ours)):
         runs = side["runs"]
         report[key] = {"test_acc": mean_std([r["test_acc"] for r in runs]), "test_acc_tta": mean_std([r["test_acc_tta"] for r in runs]),
                        "seconds_per_epoch": steady_epoch_seconds([r["train_seconds_per_epoch"] for r in runs]),
-                       "train_seconds": mean_std([sum(r["train_seconds_per_epoch"]) for r in runs]), "runs": runs}
+                       "train_seconds": mean_std([sum(r["train_seconds_per_epoch"]) for r in runs]),
+                       "train_seconds_after_epoch0": mean_std([sum(r["train_seconds_per_epoch"][1:]) for r in runs]), "runs": runs}
     report["seconds_per_epoch_ratio"] = report["fast_cnn"]["seconds_per_epoch"] / report["airbench"]["seconds_per_epoch"]
-    report["train_seconds_ratio"] = report["fast_cnn"]["train_seconds"]["mean"] / report["airbench"]["train_seconds"]["mean"]
+    def ratio(key: str) -> float | None:
+        theirs = report["airbench"][key]["mean"]
+        return report["fast_cnn"][key]["mean"] / theirs if theirs else None
+
+    report["train_seconds_ratio"], report["train_seconds_ratio_after_epoch0"] = ratio("train_seconds"), ratio("train_seconds_after_epoch0")
     (a.out / "side_by_side.json").write_text(json.dumps(report, indent=2))
     (a.out / "side_by_side.md").write_text(markdown(report))
     print(json.dumps({k: v for k, v in report.items() if k not in ("airbench", "fast_cnn")}
@@ -413,21 +439,25 @@ def markdown(report: dict) -> str:
     labels = {"airbench": BASELINES[report["baseline"]].label, "fast_cnn": RECIPES[report["recipe"]].label}
     runs = {"airbench": report["baseline_runs"], "fast_cnn": report["seeds"]}
     epochs = {"airbench": (report["baseline_epochs"], report["baseline_batch_size"]), "fast_cnn": (report["epochs"], report["batch_size"])}
-    lines = [f"{report['device']}, {report['threads']} thread(s)" + (" each, both sides at the same time" if report.get("concurrent") else ""),
+    lines = [f"ours {report['steps']} steps, {report['device']}, {report['threads']} thread(s)" + (" each, both sides at the same time" if report.get("concurrent") else ""),
              "", "| side | runs | epochs (batch) | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|---|---|"]
     for key in ("airbench", "fast_cnn"):
         r = report[key]
         lines.append(f"| {labels[key]} | {runs[key]} | {epochs[key][0]:g} ({epochs[key][1]}) | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} "
                      f"| {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
-    lines += ["", f"{labels['fast_cnn']} / {labels['airbench']}: seconds per epoch **{report['seconds_per_epoch_ratio']:.3f}**, "
-              f"training seconds **{report['train_seconds_ratio']:.3f}**"]
+    def ratio(key: str) -> str:
+        return "–" if report[key] is None else f"{report[key]:.3f}"
+
+    lines += ["", f"{labels['fast_cnn']} / {labels['airbench']}: seconds per epoch **{ratio('seconds_per_epoch_ratio')}**, "
+              f"training seconds **{ratio('train_seconds_ratio')}** (after epoch 0: {ratio('train_seconds_ratio_after_epoch0')})"]
     if "wall_seconds" in report:
         w = report["wall_seconds"]
         lines.append(f"(wall: {w['airbench']:.0f} s and {w['fast_cnn']:.0f} s, {w['overlap']:.0f} s of them at the same time)")
     lines.append("")
-    per_epoch = [(k, r["val_acc_per_epoch"]) for k in ("airbench", "fast_cnn") for r in report[k]["runs"] if "val_acc_per_epoch" in r]
-    if per_epoch:
-        lines += ["Per-epoch test accuracy without TTA:", ""] + [f"- {labels[k]}: " + ", ".join(f"{v:.4f}" for v in vals) for k, vals in per_epoch]
+    per_epoch = [(f"{labels[k]} run {i}" if k == "airbench" else Path(r["run_dir"]).parent.name, r["val_acc_per_epoch"])
+                 for k in ("airbench", "fast_cnn") for i, r in enumerate(report[k]["runs"]) if "val_acc_per_epoch" in r]
+    if per_epoch:  # airbench's always (its table has them), ours with --per-epoch
+        lines += ["Per-epoch test accuracy without TTA:", ""] + [f"- {name}: " + ", ".join(f"{v:.4f}" for v in vals) for name, vals in per_epoch]
     return "\n".join(lines) + "\n"
 
 

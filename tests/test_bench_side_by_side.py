@@ -149,16 +149,50 @@ def test_muon_recipe_against_airbench94_runs_each_side_its_own_epochs_and_batch_
     assert report["train_seconds_ratio"] == pytest.approx(ours["train_seconds"]["mean"] / 30.0)
     wall = report["wall_seconds"]
     assert 0 < wall["overlap"] <= min(wall["airbench"], wall["fast_cnn"])
+    assert report["train_seconds_ratio_after_epoch0"] == pytest.approx(ours["train_seconds_after_epoch0"]["mean"] / 20.0), "airbench's epochs 1-2"
     md = (out / "side_by_side.md").read_text()
     assert "| airbench94 | 1 | 3 (50) |" in md and "| fast_cnn_muon | 2 | 1 (40) |" in md and "training seconds **" in md
 
 
 def test_a_baseline_batch_larger_than_the_data_is_one_line_naming_the_flag(batches_dir: Path, tmp_path: Path) -> None:
+    """The other baseline's published batch (airbench94's 1,024) is the default, and the error says so."""
     from bench.fast_cnn_vs_airbench import main
 
-    with pytest.raises(SystemExit, match=r"^error: --baseline-batch-size 1024 is larger than the 150 training images"):
+    with pytest.raises(SystemExit, match=r"^error: --baseline-batch-size 1024 \(the default for --recipe muon --baseline airbench94; "
+                                         r"give --baseline-batch-size\) is larger than the 150 training images"):
         main(["--recipe", "muon", "--baseline", "airbench94", "--airbench", str(tmp_path), "--data-dir", str(batches_dir),
               "--out", str(tmp_path / "out"), "--batch-size", "40"])
+    with pytest.raises(SystemExit, match=r"^error: --batch-size 200 is larger than"):  # given: no "default" note
+        main(["--airbench", str(tmp_path), "--data-dir", str(batches_dir), "--out", str(tmp_path / "out"), "--batch-size", "200"])
+
+
+def test_a_negative_first_seed_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from bench.fast_cnn_vs_airbench import main
+
+    with pytest.raises(SystemExit, match=r"^error: --first-seed must be >= 0, got -1$"):
+        main(["--airbench", str(tmp_path), "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "--first-seed", "-1"])
+
+
+def test_without_concurrent_the_sides_alternate_run_by_run_and_the_longer_side_ends_last() -> None:
+    from bench.fast_cnn_vs_airbench import alternate
+
+    order: list[str] = []
+
+    def run(name: str):
+        return lambda: order.append(name) or {"name": name}
+
+    ab, ours = alternate([run("ab0")], [run("ours0"), run("ours1"), run("ours2")])
+    assert order == ["ab0", "ours0", "ours1", "ours2"] and [r["name"] for r in ab["runs"]] == ["ab0"] and len(ours["runs"]) == 3
+    order.clear()
+    alternate([run("ab0"), run("ab1")], [run("ours0"), run("ours1")])
+    assert order == ["ab0", "ours0", "ab1", "ours1"]
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [((0, 10), (20, 30), 0.0), ((0, 30), (10, 20), 10.0), ((0, 20), (10, 40), 10.0), ((10, 40), (0, 20), 10.0)])
+def test_overlap_is_the_time_both_spans_ran(a: tuple, b: tuple, expected: float) -> None:
+    from bench.fast_cnn_vs_airbench import overlap_seconds
+
+    assert overlap_seconds(a, b) == expected
 
 
 def test_an_airbench94_muon_source_it_does_not_know_is_refused_in_one_line() -> None:

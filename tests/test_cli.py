@@ -216,6 +216,14 @@ def test_checkpoint_of_another_model_under_fit_gets_a_fit_hint(batches_dir: Path
 # ------------------------------------------------------------------ console output is signal
 
 
+def test_a_run_without_a_validation_split_warns_of_nothing(batches_dir: Path, tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    """``--data.val_size 0`` (the fast CNN recipes) is asked for: Lightning's "Total length of `list` across ranks is zero.
+    Please make sure this was your intention." about the empty validation loader that stands for it is a false alarm."""
+    cli = run_cli("fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.max_steps", "2", "--data.val_size", "0"))
+    assert cli.trainer.global_step == 2 and cli.trainer.num_val_batches == [0]
+    assert not [str(w.message) for w in recwarn if "across ranks is zero" in str(w.message)]
+
+
 @pytest.mark.slow
 def test_console_output_says_what_runs_and_where_outputs_are_and_nothing_false(batches_dir: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
