@@ -31,6 +31,7 @@ from callbacks.lr_schedule import LRScheduleMonitor
 from callbacks.per_class import PerClassAccuracy
 from callbacks.phase_times import PHASES_ENV, PhaseTimes
 from callbacks.prediction_writer import PredictionCSVWriter
+from callbacks.model_summary import summarize_counted_flops_only
 from callbacks.progress_bar import throttle_lightnings_bar
 from cli.argv import prepare_argv
 from cli.checkpoints import read_checkpoint
@@ -203,6 +204,7 @@ class CIFARCLI(LightningCLI):
         self.trainer.callbacks.append(RunReport(plan.run_dir, plan.note))
         if not any(isinstance(c, ProgressBar) for c in self.config_init[self.subcommand].trainer.get("callbacks") or []):
             throttle_lightnings_bar(self.trainer)  # Lightning's own bar redraws every batch: 10-25% of a small run
+        summarize_counted_flops_only(self.trainer)  # no "Total Flops 0" under the model's table
         if self.subcommand == "fit":
             self.trainer.callbacks.append(ValidateAtEnd())  # best.ckpt, last.ckpt and the footer include the last step
         if self.subcommand == "predict":

@@ -13,6 +13,9 @@ Everything else uses public APIs. What is here has no public route:
   Its start in a thread relies on Lightning's ``experiment`` getter storing the run in ``_experiment``.
 * Which training steps' logged values reach the loggers is decided inside Lightning's logger connector
   (``should_update_logs``); :func:`logs_at_this_step` is that rule written with public values.
+* The model summary's table is drawn by ``_format_summary_table``, which always adds a FLOPs column and a
+  "Total Flops" line; :func:`summary_table_without_flops` draws it without them, and :func:`summary_settings`
+  reads a ``ModelSummary`` callback's ``max_depth`` and extra arguments (``_max_depth``, ``_summarize_kwargs``).
 
 It sits in ``core/`` because the models (the hook-name mixin, the logging rule), the callbacks (the logging
 rule) and the command line (requeue checkpoints, the W&B logger) all use it.
@@ -152,3 +155,20 @@ class _InThread:
     def wait(self) -> BaseException | None:
         self._done.wait()
         return self._error
+
+
+def summary_table_without_flops(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
+                                model_size: float, total_training_modes: dict[str, int]) -> str:
+    """Lightning's model summary table less its FLOPs column and "Total Flops" line, for a model whose FLOPs were not
+    counted (Lightning counts them only through an ``example_input_array``; every other model reads "0")."""
+    from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
+
+    columns = [column for column in summary_data if column[0] != "FLOPs"]
+    lines = _format_summary_table(total_parameters, trainable_parameters, model_size, total_training_modes, 0, *columns).splitlines()
+    return "\n".join(lines[:-1] if lines[-1].endswith("Total Flops") else lines)
+
+
+def summary_settings(callback: Any) -> tuple[int, dict[str, Any]]:
+    """A ``ModelSummary`` callback's ``max_depth`` and the extra ``summarize`` arguments it was built with."""
+    return callback._max_depth, dict(callback._summarize_kwargs)
+

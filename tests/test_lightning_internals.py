@@ -142,3 +142,41 @@ def test_a_failed_background_start_raises_its_own_error_at_every_use_and_never_s
 
 def test_a_signal_during_the_wait_leaves_the_start_to_the_closing_finalize(tmp_path: Path) -> None:
     assert _background_start(tmp_path, INTERRUPTED) == "FINISHED ['wandb-start']"
+
+
+class _WithExample(L.LightningModule):
+    """A model whose FLOPs Lightning counts (it has an example_input_array)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import torch
+
+        self.layer = torch.nn.Linear(4, 3)
+        self.example_input_array = torch.zeros(2, 4)
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.layer(x)
+
+
+def test_lightnings_summary_table_ends_in_total_flops_and_ours_drops_that_line_and_the_flops_column() -> None:
+    from lightning.pytorch.utilities.model_summary import summarize
+    from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
+
+    from core.lightning_internals import summary_table_without_flops
+
+    summary = summarize(_WithExample())
+    data = summary._get_summary_data()
+    args = (summary.total_parameters, summary.trainable_parameters, summary.model_size, summary.total_training_modes)
+    theirs = _format_summary_table(*args, summary.total_flops, *data)
+    assert theirs.splitlines()[-1].endswith("Total Flops") and "FLOPs" in theirs.splitlines()[0]
+    ours = summary_table_without_flops(data, *args)
+    assert "FLOPs" not in ours and "Total Flops" not in ours and ours.splitlines()[-1].endswith("Modules in eval mode")
+    assert "| layer | Linear | 15 " in ours and "Trainable params" in ours
+
+
+def test_a_model_summary_callback_keeps_its_max_depth_and_extra_arguments_in_private_fields() -> None:
+    from lightning.pytorch.callbacks import ModelSummary
+
+    from core.lightning_internals import summary_settings
+
+    assert summary_settings(ModelSummary(max_depth=3, some_option=1)) == (3, {"some_option": 1})
