@@ -6,9 +6,11 @@ The LightningModule adds two things to the plain :class:`~lit_models.components.
   from up to ``whiten_images`` training-split images, which the DataModule hands out already normalised
   (``train_images``); validation and test images are never used. On resume or evaluation the filters
   come from the checkpoint like every other weight;
-* the whitening bias trains during the first ``whiten_bias_epochs`` epochs only: afterwards its gradient
-  is dropped before each optimizer step, so neither the update, the momentum nor the weight decay moves it
-  (identical under DDP, where the gradient is still all-reduced).
+* the whitening bias trains during the first ``whiten_bias_epochs`` epochs only. Afterwards it stops
+  requiring a gradient, as airbench94 does: nothing upstream of the first block's conv needs one then, so
+  each backward pass skips that conv's input gradient (a few per cent of a step). Under DDP, whose reducer
+  expects every trainable parameter's gradient, it keeps requiring one and its gradient is dropped before
+  each optimizer step instead. Either way neither the update, the momentum nor the weight decay moves it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ class FastCNNClassifier(ClassifierModule):
         weight = patch_whitening_weights(images, self.hparams.whiten_kernel_size, self.hparams.whiten_eps)
         # Every rank computes the same filters; rank 0's are broadcast so DDP replicas agree bit for bit.
         self.net.set_whitening(self.trainer.strategy.broadcast(weight, src=0))
+
+    def on_train_epoch_start(self) -> None:
+        if self.trainer.world_size == 1:
+            self.net.whiten.bias.requires_grad_(self.current_epoch < self.hparams.whiten_bias_epochs)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.current_epoch >= self.hparams.whiten_bias_epochs:

@@ -266,6 +266,27 @@ def test_fit_whitens_from_the_training_split_and_freezes_the_whitening_bias(batc
     assert all(0 <= float(r["test_acc"]) <= 1 for r in rows) and (only_run_dir(runs) / "epoch_test.csv").is_file()
 
 
+def test_a_frozen_whitening_bias_stops_requiring_a_gradient_and_training_is_bit_identical(batches_dir: Path, tmp_path: Path,
+                                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """After ``whiten_bias_epochs`` the backward pass skips the first conv's input gradient (airbench94's saving);
+    the weights come out exactly as when that gradient was computed and dropped."""
+    from lit_models.fast_cnn import FastCNNClassifier
+
+    args = ("--trainer.max_epochs", "3", "--model.whiten_bias_epochs", "1", "--trainer.callbacks", "[]", "--trainer.deterministic", "true")
+    tracked: list[bool] = []
+    real_step = FastCNNClassifier.on_before_optimizer_step
+    monkeypatch.setattr(FastCNNClassifier, "on_before_optimizer_step",
+                        lambda self, opt: (tracked.append(self.net.whiten.bias.requires_grad), real_step(self, opt))[1])
+    new = run_cli(*_fit_args(batches_dir, tmp_path / "new", *args))
+    steps_per_epoch = new.trainer.global_step // 3
+    assert tracked == [True] * steps_per_epoch + [False] * 2 * steps_per_epoch, tracked
+    monkeypatch.setattr(FastCNNClassifier, "on_train_epoch_start", lambda self: None)  # before: always tracked, then dropped
+    old = run_cli(*_fit_args(batches_dir, tmp_path / "old", *args))
+    assert all(tracked[3 * steps_per_epoch:]), "the old path tracked the bias in every epoch"
+    new_state, old_state = new.model.state_dict(), old.model.state_dict()
+    assert all(torch.equal(new_state[k], old_state[k]) for k in new_state), [k for k in new_state if not torch.equal(new_state[k], old_state[k])]
+
+
 def test_evaluating_a_checkpoint_does_not_ask_for_the_callbacks_that_trained_it(batches_dir: Path, tmp_path: Path) -> None:
     """Evaluation reads weights only (WeightAverage saved the averaged ones), so Lightning's "callbacks used to
     create the checkpoint need to be provided" is a false alarm there; resuming a fit without them keeps it."""
