@@ -364,11 +364,11 @@ def main(argv: list[str] | None = None) -> dict:
                     help="run airbench's runs and ours at the same time (each side's runs back to back), each with --threads "
                          "(e.g. 1 each on 2 cores): about half the wall time when both sides take as long, and load from anything else slows both alike")
     a, flags = ap.parse_known_args(argv)
-    given_flags = {arg.split("=")[0] for arg in (sys.argv[1:] if argv is None else argv)}
     for flag in flags:
         if flag.split("=")[0] in FIXED_FLAGS:
             sys.exit(f"error: {flag.split('=')[0]} is set by this benchmark (the same images on both sides, the steps from --epochs); use --epochs / --batch-size")
     recipe = RECIPES[a.recipe]
+    given = {"--batch-size": a.batch_size is not None, "--baseline-batch-size": a.baseline_batch_size is not None}
     a.baseline = a.baseline or recipe.baseline
     baseline, own = BASELINES[a.baseline], a.baseline == recipe.baseline
     a.epochs = BASELINES[recipe.baseline].epochs if a.epochs is None else a.epochs
@@ -391,10 +391,9 @@ def main(argv: list[str] | None = None) -> dict:
     workdir = a.out / "airbench"
     n_train = write_airbench_data(a.data_dir, workdir / "cifar10")
     max_steps = math.ceil(a.epochs * (n_train // a.batch_size))
-    for flag, batch, given in (("--batch-size", a.batch_size, "--batch-size" in given_flags),
-                               ("--baseline-batch-size", a.baseline_batch_size, "--baseline-batch-size" in given_flags)):
+    for flag, batch in (("--batch-size", a.batch_size), ("--baseline-batch-size", a.baseline_batch_size)):
         if n_train // batch < 1:
-            default = "" if given else f" (the default for --recipe {a.recipe} --baseline {a.baseline}; give {flag})"
+            default = "" if given[flag] else f" (the default for --recipe {a.recipe} --baseline {a.baseline}; give {flag})"
             sys.exit(f"error: {flag} {batch}{default} is larger than the {n_train} training images of --data-dir {a.data_dir}")
     (workdir / "airbench.log").unlink(missing_ok=True)
     src = workdir / f"{Path(baseline.upstream).stem}_patched.py"
@@ -420,6 +419,7 @@ def main(argv: list[str] | None = None) -> dict:
                        "train_seconds": mean_std([sum(r["train_seconds_per_epoch"]) for r in runs]),
                        "train_seconds_after_epoch0": mean_std([sum(r["train_seconds_per_epoch"][1:]) for r in runs]), "runs": runs}
     report["seconds_per_epoch_ratio"] = report["fast_cnn"]["seconds_per_epoch"] / report["airbench"]["seconds_per_epoch"]
+
     def ratio(key: str) -> float | None:
         theirs = report["airbench"][key]["mean"]
         return report["fast_cnn"][key]["mean"] / theirs if theirs else None
@@ -445,6 +445,7 @@ def markdown(report: dict) -> str:
         r = report[key]
         lines.append(f"| {labels[key]} | {runs[key]} | {epochs[key][0]:g} ({epochs[key][1]}) | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} "
                      f"| {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
+
     def ratio(key: str) -> str:
         return "–" if report[key] is None else f"{report[key]:.3f}"
 

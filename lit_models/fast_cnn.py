@@ -8,8 +8,9 @@ The LightningModule adds two things to the plain :class:`~lit_models.components.
   come from the checkpoint like every other weight;
 * the whitening bias trains during the first ``whiten_bias_epochs`` epochs only. Afterwards it stops
   requiring a gradient, as airbench94 does: nothing upstream of the first block's conv needs one then, so
-  each backward pass skips that conv's input gradient (a few per cent of a step). Under DDP, whose reducer
-  expects every trainable parameter's gradient, it keeps requiring one and its gradient is dropped before
+  each backward pass skips that conv's input gradient (a few per cent of a step). Under DDP (even with one
+  process) and the other multi-device strategies, whose wrappers expect every trainable parameter's
+  gradient, it keeps requiring one and its gradient is dropped before
   each optimizer step instead. Either way neither the update, the momentum nor the weight decay moves it.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt, restricted_number_type
+from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from lit_models.base import ClassifierModule
 from lit_models.components.fast_cnn import FastCNN, patch_whitening_weights
@@ -70,7 +72,7 @@ class FastCNNClassifier(ClassifierModule):
         self.net.set_whitening(self.trainer.strategy.broadcast(weight, src=0))
 
     def on_train_epoch_start(self) -> None:
-        if self.trainer.world_size == 1:
+        if isinstance(self.trainer.strategy, SingleDeviceStrategy):  # DDP (one process too) wraps the model in a reducer
             self.net.whiten.bias.requires_grad_(self.current_epoch < self.hparams.whiten_bias_epochs)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -287,6 +287,20 @@ def test_a_frozen_whitening_bias_stops_requiring_a_gradient_and_training_is_bit_
     assert all(torch.equal(new_state[k], old_state[k]) for k in new_state), [k for k in new_state if not torch.equal(new_state[k], old_state[k])]
 
 
+def test_under_ddp_the_frozen_whitening_bias_keeps_its_gradient_and_is_still_not_moved(batches_dir: Path, tmp_path: Path) -> None:
+    """DDP's reducer (one process too) expects a gradient for every parameter that required one when it was built:
+    turning the bias's off mid-run failed with "parameters that were not used in producing the loss"."""
+    from tests.cli_helpers import run_script  # its own process: DDP's process group and MASTER_PORT stay out of this one
+
+    runs = tmp_path / "runs"
+    res = run_script(*_fit_args(batches_dir, runs, "--trainer.max_epochs", "3", "--model.whiten_bias_epochs", "1", "--trainer.callbacks", "[]",
+                                "--trainer.strategy", "ddp", "--trainer.devices", "1"), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpts = only_run_dir(runs) / "checkpoints"
+    bias = [torch.load(ckpts / f"epoch{e:02d}.ckpt", weights_only=True)["state_dict"]["net.whiten.bias"] for e in range(3)]
+    assert torch.equal(bias[0], bias[1]) and torch.equal(bias[1], bias[2]), "its gradient is dropped instead"
+
+
 def test_evaluating_a_checkpoint_does_not_ask_for_the_callbacks_that_trained_it(batches_dir: Path, tmp_path: Path) -> None:
     """Evaluation reads weights only (WeightAverage saved the averaged ones), so Lightning's "callbacks used to
     create the checkpoint need to be provided" is a false alarm there; resuming a fit without them keeps it."""
