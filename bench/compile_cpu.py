@@ -21,6 +21,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -40,6 +41,28 @@ def train_step(net: torch.nn.Module, forward: torch.nn.Module, opt: torch.optim.
     return time.perf_counter() - t
 
 
+def refuse_below_one(values: Sequence[tuple[str, int]]) -> None:
+    for name, value in values:
+        if value < 1:
+            sys.exit(f"error: {name} must be at least 1, got {value}")
+
+
+def random_batch(batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded images in channels_last, as the recipes lay them out, and labels."""
+    torch.manual_seed(0)
+    return torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last), torch.randint(0, 10, (batch_size,))
+
+
+def alternating_medians(step: Callable[[str], float], sides: tuple[str, str], rounds: int, steps: int) -> dict[str, float]:
+    """Rounds of ``steps`` timed steps per side, the order flipped every round so the machine's load hits both sides
+    alike; the median step of each side, rounded (so every derived figure follows from the printed ones)."""
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    for rnd in range(rounds):
+        for side in (sides if rnd % 2 == 0 else sides[::-1]):
+            times[side] += [step(side) for _ in range(steps)]
+    return {side: round(statistics.median(t), 4) for side, t in times.items()}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=256)
@@ -49,13 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--recipe-steps", type=int, default=387, help="the recipe's steps (configs/fast_cnn.yaml on 40,000 images)")
     ap.add_argument("--recipe-batch-size", type=int, default=1024)
     a = ap.parse_args(argv)
-    for name, value in (("--batch-size", a.batch_size), ("--steps", a.steps), ("--rounds", a.rounds), ("--threads", a.threads)):
-        if value < 1:
-            sys.exit(f"error: {name} must be at least 1, got {value}")
+    refuse_below_one((("--batch-size", a.batch_size), ("--steps", a.steps), ("--rounds", a.rounds), ("--threads", a.threads)))
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    x = torch.randn(a.batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (a.batch_size,))
+    x, y = random_batch(a.batch_size)
     nets = {}
     for side in ("eager", "compiled"):
         torch.manual_seed(0)  # the same weights on both sides
@@ -67,12 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
         diff = (nets["eager"][1](x) - nets["compiled"][1](x)).abs().max().item()  # compiles the eval graph (not timed)
         nets["eager"][0].train(), nets["compiled"][0].train()
     first = {side: train_step(*nets[side], x, y) for side in ("eager", "compiled")}
-    times: dict[str, list[float]] = {"eager": [], "compiled": []}
-    for rnd in range(a.rounds):  # alternating, so the machine's load hits both sides alike
-        for side in (("eager", "compiled") if rnd % 2 == 0 else ("compiled", "eager")):
-            times[side] += [train_step(*nets[side], x, y) for _ in range(a.steps)]
-    # Rounded first, so every derived figure follows from the printed ones.
-    eager, compiled = round(statistics.median(times["eager"]), 4), round(statistics.median(times["compiled"]), 4)
+    medians = alternating_medians(lambda side: train_step(*nets[side], x, y), ("eager", "compiled"), a.rounds, a.steps)
+    eager, compiled = medians["eager"], medians["compiled"]
     compile_s = round(max(0.0, first["compiled"] - eager), 1)
     saved = eager - compiled
     scale = a.recipe_batch_size / a.batch_size

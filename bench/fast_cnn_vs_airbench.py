@@ -3,7 +3,8 @@
     python bench/fast_cnn_vs_airbench.py --airbench PATH --data-dir DIR --out DIR [--recipe airbench94|muon]
         [--baseline airbench94|airbench94_muon] [--device cpu|cuda] [--epochs 9.9] [--seeds 1] [--baseline-runs N]
         [--threads 2] [--config configs/fast_cnn.yaml --config configs/cpu.yaml] [--batch-size 1024]
-        [--baseline-epochs E] [--baseline-batch-size B] [--per-epoch] [--concurrent] [train.py fit flags ...]
+        [--baseline-epochs E] [--baseline-batch-size B] [--baseline-precision 32|bf16-mixed] [--per-epoch] [--concurrent]
+        [train.py fit flags ...]
 
 ``--recipe muon`` compares ``configs/fast_cnn_muon.yaml`` (+ ``configs/cpu.yaml`` on cpu) with
 ``airbench94_muon.py`` (read from the git directory's HEAD, or the file given), 8 epochs at batch 2,000 by
@@ -38,8 +39,11 @@ count. Speed is training seconds per epoch without evaluation on both sides (air
 (``scripts/evaluate_checkpoints.py``), next to airbench's ``val_acc`` column; ours evaluates the lookahead
 average, airbench the live weights (up to 4 steps past its last lookahead sync).
 
-On the CPU both sides compute in float32 without compile, so the ratio compares implementations of the
-same maths. On CUDA airbench runs its own fp16 weights without compile and ours the config's bf16-mixed
+On the CPU both sides compute in float32 without compile by default, so the ratio compares implementations
+of the same maths. On a CPU with bfloat16 hardware (AMX, AVX512-BF16) ``--config RECIPE --config
+configs/cpu_bf16.yaml`` trains ours under bf16-mixed and ``--baseline-precision bf16-mixed`` puts airbench's
+forward and loss under the same bfloat16 autocast (float32 weights); the report's ``precision`` says each
+side's (ours read from its runs' saved configs). On CUDA airbench runs its own fp16 weights without compile and ours the config's bf16-mixed
 with ``torch.compile``: the ratio then compares the two recipes as shipped. Prints one JSON line,
 ``{"epochs", "seeds", ..., "airbench": {...}, "fast_cnn": {...}, "seconds_per_epoch_ratio", "train_seconds_ratio", ...}``
 (both ours / airbench's),
@@ -101,19 +105,32 @@ def apply_edits(src: str, edits: list[tuple[str, str]], script: str, threads: in
     return f"import torch\ntorch.set_num_threads({threads})\n{TIMER}\n{src}"
 
 
-def patch_airbench(src: str, device: str, epochs: float, runs: int, threads: int, batch_size: int = 1024) -> str:
-    """Set the run count, epochs and batch size; on the CPU, float32 and a wall-clock timer. Refuses an upstream change
-    that would make a replacement silently miss."""
+AUTOCAST = "torch.autocast('cpu', torch.bfloat16)"
+PRECISIONS = ("32", "bf16-mixed")
+
+
+def patch_airbench(src: str, device: str, epochs: float, runs: int, threads: int, batch_size: int = 1024, precision: str = "32") -> str:
+    """Set the run count, epochs and batch size; on the CPU, float32 weights and data, a wall-clock timer, and with
+    ``precision="bf16-mixed"`` its training forward and loss under bfloat16 autocast, as Lightning's bf16-mixed trains
+    ours (evaluation stays float32 on both sides: ours is ``train.py test`` at its default precision). Refuses an
+    upstream change that would make a replacement silently miss."""
+    assert precision in PRECISIONS, precision
     edits = [("'train_epochs': 9.9", f"'train_epochs': {epochs!r}"), ("range(25)", f"range({runs})"), ("'batch_size': 1024", f"'batch_size': {batch_size}"),
              ("with open(sys.argv[0]) as f:\n        code = f.read()", "code = ''")]
     if device == "cpu":
         edits += [(".half().cuda()", ".float()"), (".half()", ".float()"), ("torch.device(gpu)", "'cpu'"),
                   ("torch.cuda.Event(enable_timing=True)", "_WallClockEvent()"), ("torch.cuda.synchronize()", "pass")]
+        if precision == "bf16-mixed":
+            step = "            outputs = model(inputs)\n            loss = loss_fn(outputs, labels).sum()"
+            edits.append((step, f"            with {AUTOCAST}:\n    " + step.replace("\n", "\n    ")))
     return apply_edits(src, edits, "airbench94.py", threads)
 
 
-def patch_airbench_muon(src: str, device: str, epochs: float, runs: int, threads: int, batch_size: int = 2000) -> str:
-    """airbench94_muon.py: run count, epochs, batch size; on the CPU float32, no compile (nor its warm-up run), a wall-clock timer."""
+def patch_airbench_muon(src: str, device: str, epochs: float, runs: int, threads: int, batch_size: int = 2000, precision: str = "32") -> str:
+    """airbench94_muon.py: run count, epochs, batch size; on the CPU float32, no compile (nor its warm-up run), a wall-clock
+    timer, and with ``precision="bf16-mixed"`` its training forward and loss under bfloat16 autocast (its Newton-Schulz
+    stays float32, as ours on the CPU; evaluation float32, as ours)."""
+    assert precision in PRECISIONS, precision
     edits = [("ceil(8 * len(train_loader))", f"ceil({epochs!r} * len(train_loader))"), ("batch_size = 2000", f"batch_size = {batch_size}"),
              ("for run in range(200)", f"for run in range({runs})"), ("with open(sys.argv[0]) as f:\n    code = f.read()", "code = ''")]
     if device == "cpu":
@@ -122,6 +139,11 @@ def patch_airbench_muon(src: str, device: str, epochs: float, runs: int, threads
                   ("mod.half()", "mod.float()"), ("CifarNet().cuda()", "CifarNet()"), ('model.compile(mode="max-autotune")', "pass"),
                   ('main("warmup", model)', "pass"), ("torch.cuda.Event(enable_timing=True)", "_WallClockEvent()"),
                   ("torch.cuda.synchronize()", "pass")]
+        if precision == "bf16-mixed":
+            forward = "outputs = model(inputs, whiten_bias_grad=(step < whiten_bias_train_steps))"
+            loss = 'F.cross_entropy(outputs, labels, label_smoothing=0.2, reduction="sum")'
+            edits.append((f"            {forward}\n            {loss}.backward()",
+                          f"            with {AUTOCAST}:\n                {forward}\n                loss = {loss}\n            loss.backward()"))
     return apply_edits(src, edits, "airbench94_muon.py", threads)
 
 
@@ -250,6 +272,15 @@ def train_py(*args: str, threads: int) -> None:
         sys.exit(f"error: train.py {args[0]} failed (exit {code}): train.py {' '.join(args)}")
 
 
+def run_precision(run: Path) -> str:
+    """The precision our run trained in, as its saved config says (what the overlays and flags resolved to; unset is
+    Lightning's default, 32-true)."""
+    import yaml
+
+    precision = (yaml.safe_load((run / "config.yaml").read_text()).get("trainer") or {}).get("precision")
+    return "32" if precision in (None, "32-true", 32) else str(precision)
+
+
 def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[str]) -> dict:
     name = f"{RECIPES[a.recipe].label}_seed{seed}"
     runs = a.out / "runs"
@@ -265,7 +296,7 @@ def run_fast_cnn(a: argparse.Namespace, seed: int, max_steps: int, flags: list[s
     if int(log[-1]["step"]) != max_steps:
         sys.exit(f"error: {run} stopped at step {log[-1]['step']}, not {max_steps} ({a.epochs:g} epochs): check the flags given to train.py")
     last, evals = checkpoint(run, "last"), str(a.out / "eval")
-    result = {"run_dir": str(run), "train_seconds_per_epoch": [float(r["train_seconds"]) for r in log],
+    result = {"run_dir": str(run), "precision": run_precision(run), "train_seconds_per_epoch": [float(r["train_seconds"]) for r in log],
               "test_acc": test_accuracy(last, "none", common[:4], evals)}
     if a.per_epoch:  # its last row is last.ckpt with TTA: the TTA figure, not evaluated twice
         from scripts.evaluate_checkpoints import main as evaluate_checkpoints
@@ -356,6 +387,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--first-seed", type=int, default=0, help="e.g. to add seeds to an earlier bench's (give a new --out; the report covers this run's seeds only)")
     ap.add_argument("--baseline-runs", type=int, default=None, help="the baseline's runs; default: --seeds")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--baseline-precision", choices=PRECISIONS, default="32",
+                    help="cpu only: airbench's training precision (bf16-mixed: its forward and loss under bfloat16 autocast, float32 "
+                         "weights, as ours with configs/cpu_bf16.yaml). Ours is its config's: e.g. --config RECIPE --config configs/cpu_bf16.yaml")
     ap.add_argument("--config", type=Path, action="append", default=None,
                     help="train.py's config files, in order (repeat it for a recipe and its overlays); default: "
                          "the recipe's (configs/fast_cnn.yaml or configs/fast_cnn_muon.yaml), plus configs/cpu.yaml on cpu")
@@ -384,6 +418,8 @@ def main(argv: list[str] | None = None) -> dict:
             sys.exit(f"error: {name} must be positive, got {value}")
     if a.first_seed < 0:
         sys.exit(f"error: --first-seed must be >= 0, got {a.first_seed}")
+    if a.device == "cuda" and a.baseline_precision != "32":
+        sys.exit("error: --baseline-precision is for --device cpu; on cuda airbench runs as shipped (fp16)")
     import torch
 
     torch.set_num_threads(a.threads)  # our evaluation runs in this process
@@ -397,7 +433,8 @@ def main(argv: list[str] | None = None) -> dict:
             sys.exit(f"error: {flag} {batch}{default} is larger than the {n_train} training images of --data-dir {a.data_dir}")
     (workdir / "airbench.log").unlink(missing_ok=True)
     src = workdir / f"{Path(baseline.upstream).stem}_patched.py"
-    src.write_text(baseline.patch(airbench_source(a.airbench, baseline.upstream), a.device, a.baseline_epochs, 1, a.threads, a.baseline_batch_size))
+    src.write_text(baseline.patch(airbench_source(a.airbench, baseline.upstream), a.device, a.baseline_epochs, 1, a.threads, a.baseline_batch_size,
+                                a.baseline_precision))
 
     run_ab = partial(run_airbench_summary, src, workdir, a.threads, baseline)
     ab_runs = [run_ab] * a.baseline_runs
@@ -408,7 +445,9 @@ def main(argv: list[str] | None = None) -> dict:
         airbench, ours = alternate(ab_runs, our_runs)
     report = {"recipe": a.recipe, "baseline": a.baseline, "epochs": a.epochs, "steps": max_steps, "baseline_epochs": a.baseline_epochs,
               "batch_size": a.batch_size, "baseline_batch_size": a.baseline_batch_size, "seeds": a.seeds, "first_seed": a.first_seed, "baseline_runs": a.baseline_runs,
-              "device": a.device, "threads": a.threads, "concurrent": a.concurrent}
+              "device": a.device, "threads": a.threads, "concurrent": a.concurrent,
+              "precision": {"airbench": a.baseline_precision if a.device == "cpu" else "16 (as shipped)",
+                            "fast_cnn": ",".join(sorted({r["precision"] for r in ours["runs"]}))}}
     if a.concurrent:
         (s0, e0), (s1, e1) = airbench["wall"], ours["wall"]
         report["wall_seconds"] = {"airbench": e0 - s0, "fast_cnn": e1 - s1, "overlap": overlap_seconds((s0, e0), (s1, e1))}
@@ -440,10 +479,11 @@ def markdown(report: dict) -> str:
     runs = {"airbench": report["baseline_runs"], "fast_cnn": report["seeds"]}
     epochs = {"airbench": (report["baseline_epochs"], report["baseline_batch_size"]), "fast_cnn": (report["epochs"], report["batch_size"])}
     lines = [f"ours {report['steps']} steps, {report['device']}, {report['threads']} thread(s)" + (" each, both sides at the same time" if report.get("concurrent") else ""),
-             "", "| side | runs | epochs (batch) | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|---|---|"]
+             "", "| side | runs | epochs (batch) | precision | test acc | test acc (TTA) | train s / epoch | train s (total) |", "|---|---|---|---|---|---|---|---|"]
     for key in ("airbench", "fast_cnn"):
         r = report[key]
-        lines.append(f"| {labels[key]} | {runs[key]} | {epochs[key][0]:g} ({epochs[key][1]}) | {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} "
+        lines.append(f"| {labels[key]} | {runs[key]} | {epochs[key][0]:g} ({epochs[key][1]}) | {report.get('precision', {}).get(key, '–')} "
+                     f"| {acc(r['test_acc'])} | {acc(r['test_acc_tta'])} "
                      f"| {r['seconds_per_epoch']:.1f} | {r['train_seconds']['mean']:.0f} |")
 
     def ratio(key: str) -> str:
@@ -454,6 +494,10 @@ def markdown(report: dict) -> str:
     if "wall_seconds" in report:
         w = report["wall_seconds"]
         lines.append(f"(wall: {w['airbench']:.0f} s and {w['fast_cnn']:.0f} s, {w['overlap']:.0f} s of them at the same time)")
+    precision = report.get("precision", {})
+    if report["device"] == "cpu" and precision and precision["airbench"] != precision["fast_cnn"]:
+        lines.append(f"The sides trained in different precisions ({labels['airbench']} {precision['airbench']}, {labels['fast_cnn']} "
+                     f"{precision['fast_cnn']}): the ratio compares recipes, not implementations of the same maths (--baseline-precision)")
     lines.append("")
     per_epoch = [(f"{labels[k]} run {i}" if k == "airbench" else Path(r["run_dir"]).parent.name, r["val_acc_per_epoch"])
                  for k in ("airbench", "fast_cnn") for i, r in enumerate(report[k]["runs"]) if "val_acc_per_epoch" in r]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import Namespace
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -43,6 +44,7 @@ from cli.session import RunSession, process_rank
 from cli.validation import accelerator_error, run_location_errors, trainer_range_errors
 from core.lightning_internals import QuietWandbLogger
 from core.run_layout import CHECKPOINT_DIR
+from core.torch_internals import cpu_has_bfloat16_hardware
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -205,6 +207,10 @@ class CIFARCLI(LightningCLI):
         if not any(isinstance(c, ProgressBar) for c in self.config_init[self.subcommand].trainer.get("callbacks") or []):
             throttle_lightnings_bar(self.trainer)  # Lightning's own bar redraws every batch: 10-25% of a small run
         summarize_counted_flops_only(self.trainer)  # no "Total Flops 0" under the model's table
+        bf16_on_cpu = isinstance(self.trainer.accelerator, CPUAccelerator) and str(self.trainer.precision).startswith("bf16")
+        if bf16_on_cpu and cpu_has_bfloat16_hardware() is False and process_rank() == 0:
+            print(f"note: --trainer.precision {self.trainer.precision} on a CPU without bfloat16 hardware (AVX512-BF16 or AMX) is emulated, "
+                  "expected to be slower than 32: on this CPU use configs/cpu.yaml (float32)", file=sys.stderr, flush=True)
         if self.subcommand == "fit":
             self.trainer.callbacks.append(ValidateAtEnd())  # best.ckpt, last.ckpt and the footer include the last step
         if self.subcommand == "predict":

@@ -15,6 +15,7 @@ from typing import Any
 from jsonargparse import Namespace
 
 from cli.run_dirs import runs_dir_problem
+from core.torch_internals import cpu_has_bfloat16_hardware
 
 
 def _int_at_least(low: int) -> Callable[[Any], str | None]:
@@ -93,11 +94,14 @@ def accelerator_error(trainer: Namespace, config_files: list[str]) -> str | None
     accelerator = str(trainer.get("accelerator") or "auto").lower()
     where = f"{config_files[-1]} asks for" if config_files else "The run asks for"
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        if cpu_has_bfloat16_hardware():
+            overlays = ("--config configs/cpu_bf16.yaml after it (bf16-mixed, which this CPU computes in hardware; no compile) "
+                        "or --config configs/cpu.yaml (float32)")
+        else:
+            overlays = "--config configs/cpu.yaml after it (float32, no compile)"
         return (
-            f"{where} --trainer.accelerator {accelerator}, but no CUDA GPU is available here. "
-            "Run it on the CPU by adding --config configs/cpu.yaml after it (float32, no compile), or with "
-            "--trainer.accelerator cpu alone (GPU-only settings such as --trainer.precision bf16-mixed and "
-            "--model.compile true still work there, only slower)."
+            f"{where} --trainer.accelerator {accelerator}, but no CUDA GPU is available here. Run it on the CPU by adding {overlays}, "
+            "or with --trainer.accelerator cpu alone (the recipe's other settings, e.g. --model.compile true, still work there, only slower)."
         )
     if accelerator == "mps" and not torch.backends.mps.is_available():
         return f"{where} --trainer.accelerator mps, but MPS is not available here: use --trainer.accelerator cpu."

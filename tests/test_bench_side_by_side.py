@@ -23,6 +23,11 @@ def main(run):
         print('|  %s  |  %d  |  1.0  |  0.5  |  0.%d  |      |  %.4f  |' % (run if epoch == 0 else '', epoch, 40 + epoch, 10.0 * (epoch + 1)))
     print('|     |  eval  |  1.0  |  0.5  |  0.6  |  0.65  |  %.4f  |' % (10.0 * math.ceil(epochs) + 1))
     return 0.65
+def train_step(model, loss_fn, inputs, labels):  # airbench94's spelling and indentation
+    for _ in [0]:
+            outputs = model(inputs)
+            loss = loss_fn(outputs, labels).sum()
+    return outputs, loss
 if __name__ == "__main__":
     with open(sys.argv[0]) as f:
         code = f.read()
@@ -50,7 +55,8 @@ def test_side_by_side_runs_both_on_the_same_data_and_reports_the_ratio(batches_d
     assert abs(ours["runs"][0]["val_acc_per_epoch"][-1] - ours["test_acc"]["mean"]) < 1e-4, "the last epoch's checkpoint is the final model"
     assert report["seconds_per_epoch_ratio"] == pytest.approx(ours["seconds_per_epoch"] / 10.0)
     assert json.loads((out / "side_by_side.json").read_text())["steps"] == 8
-    assert "| airbench94 | 1 | 2.5 (50) | 0.6000 | 0.6500 | 10.0 |" in (out / "side_by_side.md").read_text()
+    assert "| airbench94 | 1 | 2.5 (50) | 32 | 0.6000 | 0.6500 | 10.0 |" in (out / "side_by_side.md").read_text()
+    assert report["precision"] == {"airbench": "32", "fast_cnn": "32"}, "configs/cpu.yaml's 32 on both sides by default"
 
 
 def test_an_airbench_source_it_does_not_know_is_refused_in_one_line() -> None:
@@ -125,7 +131,7 @@ def test_muon_recipe_runs_our_muon_config_against_airbench94_muon_patched_for_th
     assert Path(ours["runs"][0]["run_dir"]).parent.name == "fast_cnn_muon_seed0" and len(ours["runs"][0]["train_seconds_per_epoch"]) == 2
     assert "optimizer:\n      class_path: lit_models.components.muon.MuonWithSGD" in (Path(ours["runs"][0]["run_dir"]) / "config.yaml").read_text()
     assert report["concurrent"] and "both sides at the same time" in (out / "side_by_side.md").read_text()
-    assert "| airbench94_muon | 1 | 2 (40) | 0.6000 | 0.6500 | 5.0 |" in (out / "side_by_side.md").read_text()
+    assert "| airbench94_muon | 1 | 2 (40) | 32 | 0.6000 | 0.6500 | 5.0 |" in (out / "side_by_side.md").read_text()
 
 
 def test_muon_recipe_against_airbench94_runs_each_side_its_own_epochs_and_batch_and_compares_training_seconds(batches_dir: Path, tmp_path: Path) -> None:
@@ -135,10 +141,13 @@ def test_muon_recipe_against_airbench94_runs_each_side_its_own_epochs_and_batch_
     fake = tmp_path / "airbench94.py"
     fake.write_text(FAKE_AIRBENCH)
     out = tmp_path / "out"
+    root = Path(__file__).resolve().parents[1]
     report = main(["--recipe", "muon", "--baseline", "airbench94", "--airbench", str(fake), "--data-dir", str(batches_dir), "--out", str(out),
-                   "--epochs", "1", "--batch-size", "40", "--baseline-epochs", "3", "--baseline-batch-size", "50", "--seeds", "2", "--first-seed", "1",
-                   "--baseline-runs", "1", "--threads", "1", "--concurrent", "--model.widths", "[8,16,16]", "--trainer.logger", "false"])
+                   "--config", str(root / "configs/fast_cnn_muon.yaml"), "--config", str(root / "configs/cpu_bf16.yaml"), "--epochs", "1", "--batch-size", "40", "--baseline-epochs", "3", "--baseline-batch-size", "50", "--seeds", "2", "--first-seed", "1",
+                   "--baseline-runs", "1", "--baseline-precision", "bf16-mixed", "--threads", "1", "--concurrent", "--model.widths", "[8,16,16]",
+                   "--trainer.logger", "false"])
     patched = (out / "airbench" / "airbench94_patched.py").read_text()
+    assert "with torch.autocast('cpu', torch.bfloat16):\n                outputs = model(inputs)" in patched
     assert "'train_epochs': 3.0" in patched and "'batch_size': 50" in patched and "range(1)" in patched
     assert (report["baseline"], report["steps"], report["baseline_epochs"]) == ("airbench94", 150 // 40, 3.0)
     ab, ours = report["airbench"], report["fast_cnn"]
@@ -151,7 +160,9 @@ def test_muon_recipe_against_airbench94_runs_each_side_its_own_epochs_and_batch_
     assert 0 < wall["overlap"] <= min(wall["airbench"], wall["fast_cnn"])
     assert report["train_seconds_ratio_after_epoch0"] == pytest.approx(ours["train_seconds_after_epoch0"]["mean"] / 20.0), "airbench's epochs 1-2"
     md = (out / "side_by_side.md").read_text()
-    assert "| airbench94 | 1 | 3 (50) |" in md and "| fast_cnn_muon | 2 | 1 (40) |" in md and "training seconds **" in md
+    assert "| airbench94 | 1 | 3 (50) | bf16-mixed |" in md and "| fast_cnn_muon | 2 | 1 (40) | bf16-mixed |" in md and "training seconds **" in md
+    assert report["precision"] == {"airbench": "bf16-mixed", "fast_cnn": "bf16-mixed"}, "ours read from its runs' configs (configs/cpu_bf16.yaml)"
+    assert "different precisions" not in md
 
 
 def test_a_baseline_batch_larger_than_the_data_is_one_line_naming_the_flag(batches_dir: Path, tmp_path: Path) -> None:
@@ -223,3 +234,73 @@ def test_with_concurrent_one_side_failing_stops_the_other_at_once(batches_dir: P
     assert "airbench94_muon_patched.py failed" in str(failed.value), failed.value
     (status,) = (out / "runs").glob("*/version_0/status.json")
     assert json.loads(status.read_text())["status"] == "interrupted", "our side was stopped, not left to train its 60,000 steps"
+
+
+def _patched_namespace(source: str, patch, precision: str) -> dict:
+    import torch
+
+    namespace: dict = {"__name__": "patched"}  # defines its functions, skips its __main__ block
+    exec(patch(source, "cpu", 1.0, 1, torch.get_num_threads(), precision=precision), namespace)
+    return namespace
+
+
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("32", "float32"), ("bf16-mixed", "bfloat16")])
+def test_baseline_precision_runs_airbench94s_training_forward_in_that_precision(precision: str, dtype: str) -> None:
+    import torch
+
+    from bench.fast_cnn_vs_airbench import patch_airbench
+
+    ns = _patched_namespace(FAKE_AIRBENCH, patch_airbench, precision)
+    model, x = torch.nn.Linear(4, 3), torch.randn(5, 4)
+    outputs, loss = ns["train_step"](model, torch.nn.CrossEntropyLoss(reduction="none"), x, torch.tensor([0, 1, 2, 0, 1]))
+    loss.backward()
+    assert outputs.dtype == getattr(torch, dtype)
+    assert model.weight.dtype == torch.float32 and model.weight.grad.dtype == torch.float32, "float32 weights: autocast, not a bfloat16 copy"
+
+
+AIRBENCH_MUON_STEP = """
+import torch.nn.functional as F
+def train_step(model, inputs, labels, step=0, whiten_bias_train_steps=1):
+    for _ in [0]:
+            outputs = model(inputs, whiten_bias_grad=(step < whiten_bias_train_steps))
+            F.cross_entropy(outputs, labels, label_smoothing=0.2, reduction="sum").backward()
+    return outputs
+"""
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("32", "float32"), ("bf16-mixed", "bfloat16")])
+def test_baseline_precision_runs_airbench94_muons_training_forward_in_that_precision(precision: str, dtype: str) -> None:
+    import torch
+
+    from bench.fast_cnn_vs_airbench import patch_airbench_muon
+
+    class Net(torch.nn.Linear):
+        def forward(self, x, whiten_bias_grad):
+            return super().forward(x)
+
+    ns = _patched_namespace(FAKE_AIRBENCH_MUON + AIRBENCH_MUON_STEP, patch_airbench_muon, precision)
+    model, x = Net(4, 3), torch.randn(5, 4)
+    outputs = ns["train_step"](model, x, torch.tensor([0, 1, 2, 0, 1]))
+    assert outputs.dtype == getattr(torch, dtype)
+    assert model.weight.grad is not None and model.weight.grad.dtype == torch.float32, "the backward still runs, on float32 weights"
+
+
+def test_a_baseline_precision_it_cannot_honour_on_cuda_is_refused_in_one_line(tmp_path: Path) -> None:
+    from bench.fast_cnn_vs_airbench import main
+
+    with pytest.raises(SystemExit, match=r"^error: --baseline-precision is for --device cpu"):
+        main(["--airbench", str(tmp_path), "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "--device", "cuda", "--baseline-precision", "bf16-mixed"])
+
+
+def test_sides_in_different_precisions_are_said_under_the_ratio() -> None:
+    from bench.fast_cnn_vs_airbench import markdown
+
+    side = {"test_acc": {"mean": 0.9, "std": 0.0, "n": 1}, "test_acc_tta": {"mean": 0.9, "std": 0.0, "n": 1}, "seconds_per_epoch": 1.0,
+            "train_seconds": {"mean": 8.0}, "runs": []}
+    report = {"recipe": "muon", "baseline": "airbench94", "steps": 8, "device": "cpu", "threads": 1, "baseline_runs": 1, "seeds": 1,
+              "baseline_epochs": 9.9, "baseline_batch_size": 1024, "epochs": 8, "batch_size": 2000, "airbench": side, "fast_cnn": side,
+              "seconds_per_epoch_ratio": 1.0, "train_seconds_ratio": 1.0, "train_seconds_ratio_after_epoch0": 1.0,
+              "precision": {"airbench": "32", "fast_cnn": "bf16-mixed"}}
+    assert "The sides trained in different precisions (airbench94 32, fast_cnn_muon bf16-mixed)" in markdown(report)

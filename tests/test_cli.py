@@ -171,6 +171,21 @@ def test_gpu_config_without_a_gpu_is_one_line_naming_the_cpu_flag(batches_dir: P
     assert not list((tmp_path / "runs").glob("*/version_*"))
 
 
+@pytest.mark.parametrize(("hardware", "first_overlay"), [(True, "configs/cpu_bf16.yaml"), (False, "configs/cpu.yaml")])
+def test_a_gpu_config_without_a_gpu_names_the_cpu_overlay_that_fits_this_cpu(monkeypatch: pytest.MonkeyPatch, hardware: bool, first_overlay: str) -> None:
+    """bf16-mixed is the fast choice on a CPU with bfloat16 hardware and the slow one elsewhere."""
+    from jsonargparse import Namespace
+
+    from cli.validation import accelerator_error
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("cli.validation.cpu_has_bfloat16_hardware", lambda: hardware)
+    message = accelerator_error(Namespace(accelerator="gpu"), ["configs/fast_cnn_muon.yaml"])
+    assert message.startswith("configs/fast_cnn_muon.yaml asks for --trainer.accelerator gpu, but no CUDA GPU is available here. "
+                              f"Run it on the CPU by adding --config {first_overlay} after it")
+    assert ("cpu_bf16" in message) == hardware
+
+
 def test_lr_schedule_dry_run_of_a_gpu_config_needs_no_gpu(tmp_path: Path) -> None:
     import sys
 
@@ -211,6 +226,20 @@ def test_checkpoint_of_another_model_under_fit_gets_a_fit_hint(batches_dir: Path
         run_cli("fit", *base_args(batches_dir, runs, "--run_name", "b", "--ckpt_path", str(ckpt)), "--model", "VGGClassifier", "--model.layout", "[8,M]")
     assert "--model.class_path lit_models.MLPClassifier -> lit_models.VGGClassifier" in str(exc.value), str(exc.value)
     assert "without --model" not in str(exc.value) and f"--config {runs / 'a' / 'version_0' / 'config.yaml'}" in str(exc.value)
+
+
+@pytest.mark.parametrize("hardware", [False, True, None])
+def test_bf16_on_a_cpu_without_bfloat16_hardware_is_said_before_the_run(batches_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture, hardware: bool) -> None:
+    """configs/cpu_bf16.yaml's training step is 3.2x faster than float32 on an AMX CPU and expected to be slower on one
+    without: the run goes on (it is correct), and the user is told which overlay fits this CPU; None (not x86: not
+    known) says nothing."""
+    monkeypatch.setattr("cli.lightning_cli.cpu_has_bfloat16_hardware", lambda: hardware)
+    cli = run_cli("fit", *base_args(batches_dir, tmp_path / "runs", "--trainer.max_steps", "2", "--trainer.precision", "bf16-mixed"))
+    assert cli.trainer.global_step == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if "bfloat16 hardware" in line]
+    assert said == ([] if hardware is not False else ["note: --trainer.precision bf16-mixed on a CPU without bfloat16 hardware (AVX512-BF16 or AMX) is emulated, "
+                                         "expected to be slower than 32: on this CPU use configs/cpu.yaml (float32)"])
 
 
 # ------------------------------------------------------------------ console output is signal
