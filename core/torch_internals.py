@@ -8,7 +8,7 @@ silently changing a run.
   launch one kernel per tensor, and torch has no public fused copy. On the CPU the two take the same time.
 * ``torch.cpu._is_avx512_bf16_supported`` and ``torch.cpu._is_amx_tile_supported`` say whether an x86 CPU computes
   bfloat16 in hardware. ``bf16-mixed`` on the CPU (``configs/cpu_bf16.yaml``) made the fast CNN's training step
-  3.2x faster than float32 on this project's AMX CPU (``bench/cpu_precision.py``); without such hardware bfloat16
+  2.6-3.0x faster than float32 on this project's AMX CPU (``bench/cpu_precision.py``); without such hardware bfloat16
   is emulated and expected to be slower than float32 (not measured: no such CPU here), so the CLI says so before
   such a run starts. torch has no public query for it (``torch.backends.cpu.get_cpu_capability()`` says "AVX512"
   for both kinds).
